@@ -1,0 +1,158 @@
+"""Reading a batch of metering events: body shape, per-event fields, rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from domain.metering_rules import EventRejected, validate_usage_event
+from domain.values import UsageFacts
+
+PropertyValue = str | int | float | bool | None
+Status = Literal["accepted", "duplicate", "conflict", "rejected"]
+
+
+class MeteringEventIn(msgspec.Struct):
+    """One metering event as a producer sends it (the tenant comes from the token)."""
+
+    id: str
+    workspace_id: str
+    product_area: str
+    quantity: Decimal
+    unit: str
+    timestamp: datetime
+    properties: dict[str, PropertyValue] = {}
+
+
+class EventResult(msgspec.Struct, omit_defaults=True):
+    index: int
+    id: str | None
+    status: Status
+    error: str | None = None
+
+
+class IngestResponse(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    conflicts: int
+    rejected: int
+    position: int
+    results: list[EventResult]
+
+
+class MalformedBatch(ValueError):
+    """The body as a whole is unusable; nothing in it is recorded."""
+
+    def __init__(self, field: str, message: str, *, too_large: bool = False) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.too_large = too_large
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An event that passed every rule, at its index in the batch."""
+
+    index: int
+    facts: UsageFacts
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    event_id: str | None
+    error: str
+
+
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_event_decoder = msgspec.json.Decoder(MeteringEventIn)
+_AT_PATH = re.compile(r"^(?P<message>.*) - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`")
+
+
+def decode_batch(body: bytes, max_events: int) -> list[msgspec.Raw]:
+    """Split a JSON array body into its raw elements, or refuse the whole body."""
+    if not body.strip():
+        raise MalformedBatch("body", "must be a JSON array of events, got nothing")
+    try:
+        items = _batch_decoder.decode(body)
+    except msgspec.ValidationError:
+        raise MalformedBatch("body", "must be a JSON array of events") from None
+    except msgspec.DecodeError as e:
+        raise MalformedBatch("body", f"is not valid JSON ({e})") from None
+    if not items:
+        raise MalformedBatch("body", "must contain at least one event")
+    if len(items) > max_events:
+        raise MalformedBatch(
+            "body",
+            f"must contain at most {max_events} events, got {len(items)}",
+            too_large=True,
+        )
+    return items
+
+
+def read_events(  # noqa: PLR0913
+    items: list[msgspec.Raw],
+    *,
+    now: datetime,
+    acceptance_window: timedelta,
+    backfill: bool = False,
+    decode: Callable[[msgspec.Raw], MeteringEventIn] = _event_decoder.decode,
+) -> tuple[list[Candidate], list[Rejection]]:
+    """Check each event against its shape and the rules, keeping input order."""
+    candidates: list[Candidate] = []
+    rejections: list[Rejection] = []
+    for index, raw in enumerate(items):
+        try:
+            event = decode(raw)
+        except msgspec.ValidationError as e:
+            rejections.append(Rejection(index, _id_of(raw), field_error(str(e))))
+            continue
+        try:
+            facts = validate_usage_event(
+                event_id=event.id,
+                workspace_id=event.workspace_id,
+                product_area=event.product_area,
+                unit=event.unit,
+                quantity=event.quantity,
+                timestamp=event.timestamp,
+                properties=event.properties,
+                now=now,
+                acceptance_window=acceptance_window,
+                backfill=backfill,
+            )
+        except EventRejected as e:
+            rejections.append(Rejection(index, event.id, str(e)))
+            continue
+        candidates.append(Candidate(index, facts))
+    return candidates, rejections
+
+
+def field_error(message: str) -> str:
+    """Turn msgspec's error text into `field: problem`."""
+    missing = _MISSING.match(message)
+    if missing:
+        return f"{missing['name']}: is required"
+    located = _AT_PATH.match(message)
+    if located:
+        path = located["path"].lstrip(".").split("[")[0] or "event"
+        text = located["message"]
+        return f"{path}: {text[:1].lower()}{text[1:]}"
+    if message.startswith("Expected `object`"):
+        return "event: must be a JSON object"
+    return f"event: {message}"
+
+
+def _id_of(raw: msgspec.Raw) -> str | None:
+    try:
+        value: Any = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    event_id = value.get("id") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) else None

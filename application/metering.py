@@ -1,0 +1,173 @@
+"""The metering application: the only door through which usage enters the history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from application.event_store import BillingApplication, IdempotentRecorder
+from application.ingest import Candidate, EventResult, IngestResponse, Rejection, Status
+from domain.usage import UsageRecord
+from domain.values import UsageFacts, usage_record_id
+
+
+class UsageNotFound(LookupError):
+    """No event with that id was ever recorded for the tenant."""
+
+
+class ConcurrentCorrection(RuntimeError):
+    """Another correction changed the same events first; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the history holds under an id: the first report, and its position."""
+
+    facts: UsageFacts
+    position: int
+
+
+class MeteringApp(BillingApplication):
+    """Records metered usage and its corrections, idempotently per (tenant, id)."""
+
+    name = "metering"
+    recorder_class = IdempotentRecorder
+
+    @property
+    def idempotent_recorder(self) -> IdempotentRecorder:
+        return cast(IdempotentRecorder, self.recorder)
+
+    def record_batch(
+        self,
+        tenant_id: str,
+        candidates: Sequence[Candidate],
+        rejections: Sequence[Rejection],
+        *,
+        now: datetime,
+        backfill: bool = False,
+    ) -> IngestResponse:
+        """Append the new events of a batch and say, per event, what happened."""
+        first_by_id: dict[str, Candidate] = {}
+        for candidate in candidates:
+            first_by_id.setdefault(candidate.facts.event_id, candidate)
+        started = [
+            UsageRecord.started(tenant_id, c.facts, now=now, backfill=backfill)
+            for c in first_by_id.values()
+        ]
+        inserted = self.idempotent_recorder.insert_new_events(
+            [self.mapper.to_stored_event(e) for e in started]
+        )
+        truth = {
+            c.facts.event_id: Stored(c.facts, inserted[e.originator_id])
+            for c, e in zip(first_by_id.values(), started, strict=True)
+            if e.originator_id in inserted
+        }
+        accepted_ids = set(truth)
+        missing = [e.originator_id for e in started if e.originator_id not in inserted]
+        truth.update(self._stored_facts(missing))
+        response = _response(candidates, rejections, truth, accepted_ids)
+        response.position = response.position or self.head_position()
+        return response
+
+    def _stored_facts(self, originator_ids: Sequence[UUID]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        for stored, position in self.idempotent_recorder.select_first_events(
+            originator_ids
+        ):
+            event = cast(UsageRecord.Recorded, self.mapper.to_domain_event(stored))
+            found[event.event_id] = Stored(_facts_of(event), position)
+        return found
+
+    def get_record(self, tenant_id: str, event_id: str) -> UsageRecord:
+        try:
+            return cast(
+                UsageRecord, self.repository.get(usage_record_id(tenant_id, event_id))
+            )
+        except AggregateNotFoundError:
+            raise UsageNotFound(f"event {event_id} not found") from None
+
+    def get_records(
+        self, tenant_id: str, event_ids: Iterable[str]
+    ) -> list[UsageRecord]:
+        """Load many records with one query (for range corrections)."""
+        ids = [usage_record_id(tenant_id, e) for e in event_ids]
+        by_id: dict[UUID, UsageRecord] = {}
+        for stored in self.idempotent_recorder.select_histories(ids):
+            event = self.mapper.to_domain_event(stored)
+            by_id[event.originator_id] = cast(
+                UsageRecord, event.mutate(by_id.get(event.originator_id))
+            )
+        return [by_id[i] for i in ids if i in by_id]
+
+    def save_corrections(self, records: Sequence[UsageRecord]) -> int:
+        """Save corrected records atomically; returns the position reached."""
+        try:
+            recordings = self.save(*records)
+        except IntegrityError:
+            raise ConcurrentCorrection(
+                "another correction changed these events first; nothing was written, "
+                "retry with fresh data"
+            ) from None
+        return max((r.notification.id for r in recordings), default=0)
+
+
+def _facts_of(event: UsageRecord.Recorded) -> UsageFacts:
+    return UsageFacts(
+        event_id=event.event_id,
+        workspace_id=event.workspace_id,
+        product_area=event.product_area,
+        unit=event.unit,
+        quantity=Decimal(event.quantity),
+        occurred_at=event.occurred_at,
+        properties=event.properties,
+    )
+
+
+def _response(
+    candidates: Sequence[Candidate],
+    rejections: Sequence[Rejection],
+    truth: dict[str, Stored],
+    accepted_ids: set[str],
+) -> IngestResponse:
+    """Each event's status: the first copy of a newly stored id is accepted; any
+    other copy is a duplicate or a conflict of what the history holds."""
+    results: list[EventResult] = [
+        EventResult(r.index, r.event_id, "rejected", r.error) for r in rejections
+    ]
+    counts = {"accepted": 0, "duplicate": 0, "conflict": 0}
+    claimed: set[str] = set()
+    for c in candidates:
+        event_id = c.facts.event_id
+        stored = truth[event_id]
+        status: Status
+        if event_id in accepted_ids and event_id not in claimed:
+            status = "accepted"
+        elif stored.facts.same_payload_as(c.facts):
+            status = "duplicate"
+        else:
+            status = "conflict"
+        claimed.add(event_id)
+        counts[status] += 1
+        error = (
+            "id: already recorded with a different payload; the original is kept"
+            if status == "conflict"
+            else None
+        )
+        results.append(EventResult(c.index, event_id, status, error))
+    results.sort(key=lambda r: r.index)
+    position = max((s.position for s in truth.values()), default=0)
+    return IngestResponse(
+        accepted=counts["accepted"],
+        duplicates=counts["duplicate"],
+        conflicts=counts["conflict"],
+        rejected=len(rejections),
+        position=position,
+        results=results,
+    )

@@ -1,0 +1,367 @@
+"""The projection runtime: catch up, exactly once, one runner at a time; rebuild.
+
+Order comes from tracking positions in the database, never from whoever asked
+for a catch-up, so a repeated or late request is harmless. A PostgreSQL advisory
+lock (released by the server if the holder dies) keeps a projection advancing in
+at most one place across all worker processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+import psycopg
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
+
+from application.event_store import BillingApplication
+from application.projection_registry import ProjectionRegistry, tracking_view
+from application.settings import Settings
+from application.tracking import ProjectionTracking
+from projections.base import Notified, Projection
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (events done, events expected)
+
+
+class RebuildInProgress(RuntimeError):
+    """A rebuild of this projection is already running somewhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStatus:
+    upstream: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    live_version: int
+    building_version: int | None
+    rebuild_running: bool
+    upstreams: list[UpstreamStatus]
+
+
+class RawNotification(NamedTuple):
+    """A stored event with its position; quacks like eventsourcing's Notification."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def progress_channel(schema: str) -> str:
+    return f"{schema}_projection_progress"
+
+
+class Projector:
+    """Advances, rebuilds and reports on the read models of one database schema."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        projections: Mapping[str, Projection],
+        upstreams: Mapping[str, BillingApplication],
+    ) -> None:
+        pg = settings.postgres
+        self.settings = settings
+        self.schema = settings.db_schema
+        self.projections = dict(projections)
+        self.upstreams = dict(upstreams)
+        self.batch_size = settings.projection_batch_size
+        self.datastore = PostgresDatastore(
+            pg.dbname, pg.host, pg.port, pg.user, pg.password,
+            schema=self.schema, pool_size=2, max_overflow=6, pre_ping=True,
+            idle_in_transaction_session_timeout=60,
+        )  # fmt: skip
+        self.registry = ProjectionRegistry(self.datastore)
+        self.channel = progress_channel(self.schema)
+
+    def ensure_tables(self) -> None:
+        self.registry.ensure(list(self.projections.values()))
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    # --- advancing ------------------------------------------------------------
+
+    def advance(self, name: str) -> int:
+        """Catch the live version up to the current heads; 0 if another runner is."""
+        projection = self.projections[name]
+        with self._lock(f"advance/{name}", wait=False) as held:
+            if not held:
+                return 0
+            version = self.registry.get(name).live_version
+            return self._catch_up(projection, version)
+
+    def advance_all(self) -> int:
+        return sum(self.advance(name) for name in self.projections)
+
+    def _catch_up(
+        self,
+        projection: Projection,
+        version: int,
+        progress: Progress | None = None,
+    ) -> int:
+        """Process every upstream up to the head it has *now* (a bounded run)."""
+        tracking = self.registry.tracking(projection, version)
+        done = 0
+        for upstream in projection.upstreams:
+            app = self.upstreams[upstream]
+            head = app.head_position()
+            position = tracking.max_tracking_id(upstream) or 0
+            if position >= head:
+                continue
+            # Read and decode the next batch while this one is being written:
+            # the database and Python then work at the same time.
+            with ThreadPoolExecutor(
+                1, thread_name_prefix="projection-reader"
+            ) as reader:
+                pending = reader.submit(self._prepare, projection, app, position, head)
+                while True:
+                    last, count, changes, last_event_at = pending.result()
+                    if count == 0:
+                        break
+                    if last < head:
+                        pending = reader.submit(
+                            self._prepare, projection, app, last, head
+                        )
+                    self._write(
+                        projection,
+                        version,
+                        tracking,
+                        app.name,
+                        last,
+                        changes,
+                        last_event_at,
+                    )
+                    done += count
+                    if progress:
+                        progress(done, 0)
+                    if last >= head:
+                        break
+        return done
+
+    def _prepare(
+        self, projection: Projection, app: BillingApplication, position: int, head: int
+    ) -> tuple[int, int, Any, datetime | None]:
+        """Read, decode and turn into changes the batch after `position` (pure)."""
+        notifications = self._read(app, position, head)
+        if not notifications:
+            return position, 0, None, None
+        to_domain_event = app.mapper.to_domain_event
+        batch = [Notified(n.id, to_domain_event(n)) for n in notifications]  # type: ignore[arg-type]
+        return (
+            batch[-1].position,
+            len(batch),
+            projection.changes(batch),
+            batch[-1].event.timestamp,
+        )
+
+    def _write(  # noqa: PLR0913
+        self,
+        projection: Projection,
+        version: int,
+        tracking: ProjectionTracking,
+        upstream: str,
+        last: int,
+        changes: Any,
+        last_event_at: datetime | None,
+    ) -> None:
+        """Commit a batch's rows and its position together: exactly once."""
+        with self.datastore.transaction(commit=True) as curs:
+            projection.write(curs, self.schema, version, changes)
+            tracking.record(curs, upstream, last, last_event_at or _now())
+            curs.execute(
+                "SELECT pg_notify(%s, %s)",
+                (self.channel, f"{projection.name}:{version}:{upstream}:{last}"),
+            )
+
+    def _read(
+        self, app: BillingApplication, position: int, head: int
+    ) -> list[RawNotification]:
+        """The next notifications after `position` (plain tuples: the hot path)."""
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {} WHERE notification_id > %s AND notification_id <= %s"
+            " ORDER BY notification_id LIMIT %s"
+        ).format(Identifier(self.schema, app.events_table))
+        with self.datastore.get_connection() as conn:
+            with conn.cursor(row_factory=tuple_row, binary=True) as curs:
+                curs.execute(statement, (position, head, self.batch_size), prepare=True)
+                return [RawNotification(*row) for row in curs]
+
+    # --- reading positions -------------------------------------------------------
+
+    def position_of(self, name: str, upstream: str) -> int:
+        """How far the live version of `name` has processed `upstream`."""
+        projection = self.projections[name]
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id FROM {} WHERE application_name = %s"
+                ).format(Identifier(self.schema, tracking_view(projection))),
+                (upstream,),
+            )
+            row = curs.fetchone()
+        return int(row["notification_id"]) if row else 0
+
+    def wait_for(self, name: str, upstream: str, position: int, timeout: float) -> bool:
+        """Block until `name` has processed `upstream` up to `position`, or time out.
+
+        Woken by the NOTIFY each committed batch sends, so no polling interval.
+        """
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.settings.conninfo(), autocommit=True) as conn:
+            conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
+            while self.position_of(name, upstream) < position:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                for _ in conn.notifies(timeout=remaining, stop_after=1):
+                    pass
+        return True
+
+    # --- rebuilding -----------------------------------------------------------
+
+    def request_rebuild(self, name: str) -> None:
+        """Ask the workers to rebuild `name` (they watch the registry)."""
+        self.registry.get(name)  # raises LookupError for an unknown name
+        self.registry.request_rebuild(name)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT pg_notify(%s, %s)", (self.channel, f"rebuild:{name}"))
+
+    def rebuild(self, name: str, progress: Progress | None = None) -> int:
+        """Replay the whole history into a fresh version, then swap it in."""
+        projection = self.projections[name]
+        with self._lock(f"rebuild/{name}", wait=False) as held:
+            if not held:
+                raise RebuildInProgress(f"a rebuild of {name} is already running")
+            self.registry.clear_rebuild_request(name)
+            registration = self.registry.get(name)
+            version = (
+                max(registration.live_version, registration.building_version or 0) + 1
+            )
+            if registration.building_version:  # left over by an interrupted rebuild
+                self.registry.drop_version(projection, registration.building_version)
+            self.registry.create_version(projection, version)
+            self.registry.set_building(name, version)
+            total = sum(self.upstreams[u].head_position() for u in projection.upstreams)
+            done = self._catch_up(
+                projection,
+                version,
+                (lambda n, _: progress(n, total)) if progress else None,
+            )
+            with self._lock(f"advance/{name}", wait=True):
+                done += self._catch_up(projection, version)
+                with self.datastore.transaction(commit=True) as curs:
+                    self.registry.swap(curs, projection, version)
+            self.registry.drop_version(projection, registration.live_version)
+            log.info("rebuilt %s as version %d from %d events", name, version, done)
+            return done
+
+    # --- status ---------------------------------------------------------------
+
+    def status(self) -> list[ProjectionStatus]:
+        return [self.status_of(name) for name in self.projections]
+
+    def status_of(self, name: str) -> ProjectionStatus:
+        projection = self.projections[name]
+        registration = self.registry.get(name)
+        positions = self.registry.tracking(
+            projection, registration.live_version
+        ).positions()
+        upstreams = [
+            self._upstream_status(upstream, positions.get(upstream, 0))
+            for upstream in projection.upstreams
+        ]
+        running = self._is_locked(f"rebuild/{name}")
+        return ProjectionStatus(
+            name,
+            registration.live_version,
+            registration.building_version,
+            running,
+            upstreams,
+        )
+
+    def _upstream_status(self, upstream: str, position: int) -> UpstreamStatus:
+        app = self.upstreams[upstream]
+        table = Identifier(self.schema, app.events_table)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT coalesce(max(notification_id), 0) AS head,"
+                    " count(*) FILTER (WHERE notification_id > %s) AS lag"
+                    " FROM {} WHERE notification_id > %s - 1"
+                ).format(table),
+                (position, position),
+            )
+            row = curs.fetchone()
+            head = max(row["head"], position) if row else position
+            lag = row["lag"] if row else 0
+            oldest = app.recorder.select_notifications(
+                start=position, limit=1, inclusive_of_start=False
+            )
+        seconds = 0.0
+        if oldest:
+            event = app.mapper.to_domain_event(oldest[0])
+            seconds = max(0.0, (_now() - event.timestamp).total_seconds())
+        return UpstreamStatus(upstream, position, head, lag, seconds)
+
+    # --- locking ----------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, key: str, *, wait: bool) -> Iterator[bool]:
+        """A session advisory lock; the server frees it if this process dies."""
+        lock_id = self._lock_id(key)
+        with self.datastore.get_connection() as conn:
+            if wait:
+                conn.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+                held = True
+            else:
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s) AS held", (lock_id,)
+                ).fetchone()
+                held = bool(row and row["held"])
+            try:
+                yield held
+            finally:
+                if held:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
+    def _is_locked(self, key: str) -> bool:
+        lock_id = self._lock_id(key) & 0xFFFFFFFFFFFFFFFF
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'"
+                " AND granted AND objsubid = 1 AND classid = %s::bigint::oid"
+                " AND objid = %s::bigint::oid AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())",
+                (lock_id >> 32, lock_id & 0xFFFFFFFF),
+            ).fetchone()
+        return bool(row and row["n"])
+
+    def _lock_id(self, key: str) -> int:
+        digest = hashlib.blake2b(f"{self.schema}/{key}".encode(), digest_size=8)
+        return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,189 @@
+"""One typed settings object, read from the environment once."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+DEVELOPMENT_JWT_SECRET = "development-only-secret-do-not-use-in-production-0123456789"  # noqa: S105
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be configured with (see README, Configuration)."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/billing"
+    db_schema: str = "billing"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_namespace: str = "billing"
+    environment: str = "development"
+    jwt_secret: str = field(default=DEVELOPMENT_JWT_SECRET, repr=False)
+    jwt_public_key: str = field(default="", repr=False)
+    export_dir: Path = Path("var/exports")
+    enabled_tenants: frozenset[str] | None = None  # None means every tenant
+    max_batch_events: int = 10_000
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_read_wait_seconds: float = 5.0
+    projection_batch_size: int = 5_000
+    projection_tick_seconds: float = 5.0
+    db_pool_size: int = 8
+    log_level: str = "INFO"
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    def tenant_enabled(self, tenant_id: str) -> bool:
+        return self.enabled_tenants is None or tenant_id in self.enabled_tenants
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def postgres(self) -> PostgresParams:
+        return PostgresParams.from_url(self.database_url)
+
+    def eventsourcing_env(self, *, create_table: bool = False) -> dict[str, str]:
+        """The environment eventsourcing's PostgreSQL factory is configured with."""
+        pg = self.postgres
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": pg.dbname,
+            "POSTGRES_HOST": pg.host,
+            "POSTGRES_PORT": str(pg.port),
+            "POSTGRES_USER": pg.user,
+            "POSTGRES_PASSWORD": pg.password,
+            "POSTGRES_SCHEMA": self.db_schema,
+            "POSTGRES_POOL_SIZE": str(self.db_pool_size),
+            "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_PRE_PING": "y",
+            "CREATE_TABLE": "y" if create_table else "n",
+        }
+
+    def conninfo(self, **options: str) -> str:
+        """A libpq connection string whose search_path is our schema."""
+        pg = self.postgres
+        parts = {
+            "host": pg.host,
+            "port": str(pg.port),
+            "dbname": pg.dbname,
+            "user": pg.user,
+            "application_name": options.pop("application_name", "billing"),
+        }
+        if pg.password:
+            parts["password"] = pg.password
+        quoted = " ".join(f"{k}='{_escape(v)}'" for k, v in parts.items())
+        return f"{quoted} options='-c search_path={self.db_schema}'"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from the environment; fail fast on bad values."""
+        env = os.environ if env is None else env
+        base = cls()
+        settings = cls(
+            database_url=env.get("DATABASE_URL", base.database_url),
+            db_schema=env.get("BILLING_DB_SCHEMA", base.db_schema),
+            redis_url=env.get("REDIS_URL", base.redis_url),
+            redis_namespace=env.get("BILLING_REDIS_NAMESPACE", base.redis_namespace),
+            environment=env.get("BILLING_ENV", base.environment),
+            jwt_secret=env.get("BILLING_JWT_SECRET", ""),
+            jwt_public_key=_read_key(env.get("BILLING_JWT_PUBLIC_KEY", "")),
+            export_dir=Path(env.get("BILLING_EXPORT_DIR", str(base.export_dir))),
+            enabled_tenants=_tenant_list(env.get("BILLING_ENABLED_TENANTS", "*")),
+            max_read_wait_seconds=_number(env, "BILLING_MAX_READ_WAIT_SECONDS", 5.0),
+            projection_batch_size=int(
+                _number(env, "BILLING_PROJECTION_BATCH_SIZE", 5000)
+            ),
+            projection_tick_seconds=_number(
+                env, "BILLING_PROJECTION_TICK_SECONDS", 5.0
+            ),
+            db_pool_size=int(_number(env, "BILLING_DB_POOL_SIZE", 8)),
+            log_level=env.get("BILLING_LOG_LEVEL", base.log_level).upper(),
+        )
+        return settings.checked()
+
+    def checked(self) -> Settings:
+        if self.environment not in ("development", "production"):
+            raise ConfigurationError(
+                "BILLING_ENV must be 'development' or 'production'"
+            )
+        if _SCHEMA_NAME.fullmatch(self.db_schema) is None:
+            raise ConfigurationError(
+                "BILLING_DB_SCHEMA must be a lowercase SQL identifier"
+            )
+        if not self.jwt_secret:
+            if not self.is_development:
+                raise ConfigurationError(
+                    "BILLING_JWT_SECRET is required when BILLING_ENV=production"
+                )
+            return replace(self, jwt_secret=DEVELOPMENT_JWT_SECRET)
+        if len(self.jwt_secret) < 32:
+            raise ConfigurationError(
+                "BILLING_JWT_SECRET must be at least 32 characters"
+            )
+        self.postgres  # noqa: B018 - parse now, so a bad URL fails at start
+        return self
+
+
+@dataclass(frozen=True)
+class PostgresParams:
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresParams:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ConfigurationError(
+                "DATABASE_URL must look like postgresql://user@host:5432/dbname"
+            )
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            dbname=unquote(parts.path.lstrip("/")),
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+        )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _tenant_list(value: str) -> frozenset[str] | None:
+    value = value.strip()
+    if value == "*":
+        return None
+    return frozenset(t.strip() for t in value.split(",") if t.strip())
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive")
+    return value
+
+
+def _read_key(value: str) -> str:
+    """A PEM key given inline, or the path of a file holding it."""
+    if value and not value.lstrip().startswith("-----") and Path(value).is_file():
+        return Path(value).read_text()
+    return value

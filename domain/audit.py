@@ -1,0 +1,73 @@
+"""Audit records: who viewed, exported, corrected or was denied what, and when.
+
+Each record is its own small aggregate (one event), so recording never contends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+
+class AuditRecord(Aggregate):
+    """One audited fact. The event type says what happened."""
+
+    class Recorded(Aggregate.Created):
+        tenant_id: str
+        actor_id: str
+        request_id: str
+
+    class UsageViewed(Recorded):
+        period: dict[str, Any]
+        filters: dict[str, Any]
+        position: int
+        row_count: int
+
+    class UsageExported(Recorded):
+        export_id: UUID
+        period: dict[str, Any]
+        filters: dict[str, Any]
+        position: int
+        file_key: str
+        row_count: int
+        totals: list[dict[str, str]]
+        sha256: str
+
+    class AccessDenied(Recorded):
+        method: str
+        path: str
+        required_role: str
+        roles: list[str]
+
+    class CorrectionApplied(Recorded):
+        correction_id: UUID
+        action: str
+        reason: str
+        event_ids: list[str]
+        filter: dict[str, Any]
+        event_count: int
+        totals: list[dict[str, str]]
+        position: int
+
+    class BackfillRecorded(Recorded):
+        accepted: int
+        duplicates: int
+        conflicts: int
+        rejected: int
+        position: int
+
+    class ProjectionRebuildRequested(Recorded):
+        projection: str
+
+    def __init__(self) -> None:
+        """Audit records keep no state: they are written once and read by projections."""
+
+    @classmethod
+    def record(
+        cls, event_class: type[Recorded], *, id: UUID, now: datetime, **fields: Any
+    ) -> AuditRecord:
+        """Record one audited fact of type `event_class` at `now`."""
+        return cls._create(event_class, id=id, timestamp=now, **fields)

@@ -1,0 +1,131 @@
+"""Shared values of the billing domain: identifiers, slugs, quantities, instants."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid5
+
+# A fixed namespace makes aggregate ids reproducible from natural keys.
+BILLING_NAMESPACE = UUID("6f1c1e0a-2a5e-4f7e-9a39-3c1b0c9d6b21")
+
+MAX_ID_LENGTH = 128
+MAX_SLUG_LENGTH = 64
+MAX_INTEGER_DIGITS = 18
+MAX_FRACTION_DIGITS = 9
+
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
+_SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
+
+ZERO = Decimal(0)
+
+
+class InvalidValue(ValueError):
+    """A value broke a rule; the message names the rule in plain words."""
+
+
+def check_identifier(value: str) -> str:
+    """Return the id unchanged if it is non-empty, bounded and safe."""
+    if not value:
+        raise InvalidValue("must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidValue(f"must be at most {MAX_ID_LENGTH} characters")
+    if _ID_PATTERN.fullmatch(value) is None:
+        raise InvalidValue(
+            "may contain only letters, digits and . _ : - and must start with a "
+            "letter or digit"
+        )
+    return value
+
+
+def normalise_slug(value: str) -> str:
+    """Return the slug in canonical form (trimmed, lowercase) if it is valid."""
+    slug = value.strip().lower()
+    if not slug:
+        raise InvalidValue("must not be empty")
+    if len(slug) > MAX_SLUG_LENGTH:
+        raise InvalidValue(f"must be at most {MAX_SLUG_LENGTH} characters")
+    if _SLUG_PATTERN.fullmatch(slug) is None:
+        raise InvalidValue(
+            "may contain only lowercase letters, digits and _ - . and must start "
+            "with a letter or digit"
+        )
+    return slug
+
+
+def normalise_quantity(value: Decimal) -> Decimal:
+    """Return a finite, non-negative quantity of bounded precision, canonical form."""
+    if not value.is_finite():
+        raise InvalidValue("must be a finite decimal number")
+    if value < 0:
+        raise InvalidValue("must be >= 0")
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite, checked above
+    fraction_digits = max(0, -exponent)
+    integer_digits = max(0, len(digits) + exponent)
+    if fraction_digits > MAX_FRACTION_DIGITS and value != value.quantize(
+        Decimal(1).scaleb(-MAX_FRACTION_DIGITS)
+    ):
+        raise InvalidValue(f"must have at most {MAX_FRACTION_DIGITS} decimal places")
+    if integer_digits > MAX_INTEGER_DIGITS:
+        raise InvalidValue(f"must be less than 10^{MAX_INTEGER_DIGITS}")
+    return canonical_decimal(value)
+
+
+def canonical_decimal(value: Decimal) -> Decimal:
+    """Strip trailing zeros without switching to exponent notation (12.50 -> 12.5)."""
+    if value == 0:
+        return ZERO
+    normalised = value.normalize()
+    if normalised.as_tuple().exponent > 0:  # type: ignore[operator]
+        return normalised.quantize(Decimal(1))
+    return normalised
+
+
+def decimal_text(value: Decimal) -> str:
+    """Render a decimal as plain text, never in exponent notation."""
+    return format(canonical_decimal(value), "f")
+
+
+def as_utc(instant: datetime) -> datetime:
+    """Convert an aware datetime to UTC; naive datetimes are a programming error."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise InvalidValue("must include a UTC offset, e.g. 2026-11-20T10:00:00Z")
+    return instant.astimezone(UTC)
+
+
+def usage_record_id(tenant_id: str, event_id: str) -> UUID:
+    """The aggregate id of a metered event: unique forever per (tenant, id)."""
+    return uuid5(BILLING_NAMESPACE, f"usage/{tenant_id}/{event_id}")
+
+
+def tenant_settings_id(tenant_id: str) -> UUID:
+    """The aggregate id of a tenant's billing settings."""
+    return uuid5(BILLING_NAMESPACE, f"tenant-settings/{tenant_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFacts:
+    """A validated metering event, normalised, with its time in UTC."""
+
+    event_id: str
+    workspace_id: str
+    product_area: str
+    unit: str
+    quantity: Decimal
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+    def same_payload_as(self, other: UsageFacts) -> bool:
+        """True when re-sending `other` under the same id is a harmless duplicate."""
+        return (
+            self.workspace_id == other.workspace_id
+            and self.product_area == other.product_area
+            and self.unit == other.unit
+            and self.quantity == other.quantity
+            and self.occurred_at == other.occurred_at
+            and self.properties == other.properties
+        )

@@ -1,0 +1,99 @@
+"""Domain and application errors as HTTP answers, in one place.
+
+Every error body is `{"status_code": ..., "detail": ...}`; the detail names the
+field where there is one. Unexpected errors answer 500 with no trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from application.audit import AuditUnavailable
+from application.corrections import CorrectionMismatch, InvalidCorrection, LedgerBehind
+from application.ingest import MalformedBatch, field_error
+from application.metering import ConcurrentCorrection, UsageNotFound
+from application.projector import RebuildInProgress
+from domain.periods import InvalidPeriod
+from domain.tenant_settings import InvalidSettings
+from domain.usage import UsageError
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(HTTPException):
+    status_code = 400
+
+
+class UnknownProjection(LookupError):
+    """No read model of that name."""
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        {"status_code": status, "detail": detail}, status_code=status, headers=headers
+    )
+
+
+def malformed_batch(_: Request[Any, Any, Any], exc: MalformedBatch) -> Response[Any]:
+    return _error(413 if exc.too_large else 400, str(exc))
+
+
+def invalid_body(_: Request[Any, Any, Any], exc: msgspec.ValidationError) -> Response[Any]:
+    return _error(400, field_error(str(exc)))
+
+
+def undecodable_body(_: Request[Any, Any, Any], exc: msgspec.DecodeError) -> Response[Any]:
+    return _error(400, f"body: is not valid JSON ({exc})")
+
+
+def bad_request(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(400, str(exc))
+
+
+def unprocessable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(422, str(exc))
+
+
+def not_found(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(404, str(exc))
+
+
+def conflict(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(409, str(exc))
+
+
+def retry_later(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(503, str(exc), {"Retry-After": "2"})
+
+
+def database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("database unavailable: %s", type(exc).__name__)
+    return _error(503, "the database is unavailable; retry shortly", {"Retry-After": "5"})
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    MalformedBatch: malformed_batch,
+    msgspec.ValidationError: invalid_body,
+    msgspec.DecodeError: undecodable_body,
+    InvalidCorrection: unprocessable,
+    InvalidSettings: unprocessable,
+    InvalidPeriod: bad_request,
+    UsageNotFound: not_found,
+    UnknownProjection: not_found,
+    UsageError: conflict,
+    ConcurrentCorrection: conflict,
+    CorrectionMismatch: conflict,
+    RebuildInProgress: conflict,
+    LedgerBehind: retry_later,
+    AuditUnavailable: retry_later,
+    psycopg.OperationalError: database_unavailable,
+    OperationalError: database_unavailable,
+    InterfaceError: database_unavailable,
+}

@@ -137,6 +137,18 @@ class ProjectionRegistry:
     def request_rebuild(self, name: str) -> None:
         self._update(name, "rebuild_requested_at = now()")
 
+    def claim_rebuild_request(self, name: str) -> bool:
+        """Clear a pending request; True for the one caller that cleared it."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET rebuild_requested_at = NULL"
+                    " WHERE name = %s AND rebuild_requested_at IS NOT NULL RETURNING name"
+                ).format(self.table),
+                (name,),
+            )
+            return curs.fetchone() is not None
+
     def clear_rebuild_request(self, name: str) -> None:
         self._update(name, "rebuild_requested_at = NULL")
 

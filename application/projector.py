@@ -68,7 +68,13 @@ class RawNotification(NamedTuple):
 
 
 def progress_channel(schema: str) -> str:
+    """NOTIFY channel of committed projection batches (read-your-writes waits)."""
     return f"{schema}_projection_progress"
+
+
+def control_channel(schema: str) -> str:
+    """NOTIFY channel the workers listen to for rebuild requests."""
+    return f"{schema}_projection_control"
 
 
 class Projector:
@@ -246,7 +252,16 @@ class Projector:
         self.registry.get(name)  # raises LookupError for an unknown name
         self.registry.request_rebuild(name)
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute("SELECT pg_notify(%s, %s)", (self.channel, f"rebuild:{name}"))
+            curs.execute(
+                "SELECT pg_notify(%s, %s)", (control_channel(self.schema), f"rebuild:{name}")
+            )
+
+    def rebuild_requested(self, name: str) -> int | None:
+        """Run a rebuild ops asked for, once: None if nobody (still) asks."""
+        with self._lock(f"rebuild/{name}", wait=False) as held:
+            if not held or not self.registry.claim_rebuild_request(name):
+                return None
+        return self.rebuild(name)
 
     def rebuild(self, name: str, progress: Progress | None = None) -> int:
         """Replay the whole history into a fresh version, then swap it in."""

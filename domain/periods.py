@@ -87,8 +87,8 @@ def resolve_period(  # noqa: PLR0913
         return current.previous()
     match = _PERIOD_LABEL.fullmatch(spec)
     if match is None:
-        raise InvalidPeriod("must be 'current', 'previous' or YYYY-MM, e.g. 2026-11")
+        raise InvalidPeriod("period: must be 'current', 'previous' or YYYY-MM, e.g. 2026-11")
     year, month = int(match[1]), int(match[2])
     if not 1 <= month <= 12 or not 2000 <= year <= 2100:
-        raise InvalidPeriod("must be a real month between 2000-01 and 2100-12")
+        raise InvalidPeriod("period: must be a real month between 2000-01 and 2100-12")
     return period_starting(date(year, month, anchor_day), timezone, grace)

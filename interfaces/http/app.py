@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,16 +14,28 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from psycopg import AsyncConnection, IsolationLevel
+from psycopg_pool import AsyncConnectionPool
 
 from application.audit import AuditWriter
+from application.audit_queries import AuditReader
 from application.bootstrap import bootstrap
 from application.clock import utc_now
 from application.corrections import Corrections
 from application.database import ensure_database
+from application.positions import PositionWatcher
+from application.projector import progress_channel
 from application.recording import Ingestor
 from application.settings import Settings
 from application.tokens import TokenVerifier
+from application.usage_cache import UsageCache
+from application.usage_queries import UsageReader
+from application.usage_service import UsageService
+from interfaces.http.audit import AuditController
 from interfaces.http.auth import BearerTokenMiddleware
+from interfaces.http.billing import BillingController
+from interfaces.http.dashboard import DashboardController
 from interfaces.http.errors import EXCEPTION_HANDLERS
 from interfaces.http.metering import MeteringController
 from interfaces.http.observability import Metrics, RequestContextMiddleware
@@ -30,10 +43,19 @@ from interfaces.http.ops import OpsController
 from interfaces.http.services import ApiServices
 from interfaces.http.system import SystemController
 
-ROUTES: list[Any] = [MeteringController, OpsController, SystemController]
+STATIC_DIR = Path(__file__).parent / "static"
+ROUTES: list[Any] = [
+    MeteringController,
+    BillingController,
+    AuditController,
+    OpsController,
+    SystemController,
+    DashboardController,
+]
 
 
 def build_services(settings: Settings) -> ApiServices:
+    """The synchronous half: event-sourced applications and their helpers."""
     ensure_database(settings)
     write_side = bootstrap(settings, create_tables=True)
     audit = AuditWriter(write_side.audit, clock=utc_now)
@@ -53,12 +75,53 @@ def build_services(settings: Settings) -> ApiServices:
         ),  # fmt: skip
         verifier=TokenVerifier(settings),
         metrics=Metrics(),
-        extras={
-            "redis": aioredis.Redis.from_url(
-                settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-            )
-        },
+        redis=aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+        ),
     )
+
+
+async def _read_only_snapshots(conn: AsyncConnection[Any]) -> None:
+    await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+    await conn.set_read_only(True)
+    await conn.set_autocommit(False)
+
+
+async def start_read_side(services: ApiServices) -> None:
+    """The asynchronous half, inside the server's event loop."""
+    settings = services.settings
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.conninfo(application_name="billing-api-read"),
+        min_size=2,
+        max_size=settings.db_pool_size,
+        open=False,
+        configure=_read_only_snapshots,
+        check=AsyncConnectionPool.check_connection,
+    )
+    await pool.open(wait=True, timeout=10)
+    watcher = PositionWatcher(settings.conninfo(), progress_channel(settings.db_schema))
+    await watcher.start()
+    services.read_pool, services.watcher = pool, watcher
+    services.usage = UsageService(
+        pool,
+        UsageReader(pool, settings.db_schema, utc_now),
+        UsageCache(services.redis, settings.redis_namespace),
+        services.audit,
+        watcher,
+        export_dir=settings.export_dir,
+        max_wait_seconds=settings.max_read_wait_seconds,
+    )
+    services.audit_reader = AuditReader(pool)
+
+
+async def stop(services: ApiServices) -> None:
+    if services.watcher:
+        await services.watcher.stop()
+    if services.read_pool:
+        await services.read_pool.close()
+    services.audit.close()
+    await services.redis.aclose()
+    services.write_side.close()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -67,18 +130,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await start_read_side(services)
         try:
             yield
         finally:
-            services.audit.close()
-            await services.extras["redis"].aclose()
-            services.write_side.close()
+            await stop(services)
 
     async def provide_services() -> ApiServices:
         return services
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[
+            *ROUTES,
+            create_static_files_router(
+                path="/static", directories=[STATIC_DIR], opt={"exclude_from_auth": True},
+                include_in_schema=False,
+            ),
+        ],  # fmt: skip
         dependencies={"services": Provide(provide_services)},
         middleware=[
             RequestContextMiddleware(services.metrics),
@@ -86,7 +154,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"verifier": services.verifier, "audit_writer": services.audit}),
+        state=State(
+            {"verifier": services.verifier, "audit_writer": services.audit,
+             "settings": settings, "services": services}
+        ),  # fmt: skip
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Usage-based billing dashboard API",

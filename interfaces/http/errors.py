@@ -16,10 +16,12 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from application.audit import AuditUnavailable
+from application.audit_queries import InvalidAuditQuery
 from application.corrections import CorrectionMismatch, InvalidCorrection, LedgerBehind
 from application.ingest import MalformedBatch, field_error
 from application.metering import ConcurrentCorrection, UsageNotFound
 from application.projector import RebuildInProgress
+from application.usage_queries import InvalidUsageQuery
 from domain.periods import InvalidPeriod
 from domain.tenant_settings import InvalidSettings
 from domain.usage import UsageError
@@ -85,6 +87,8 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     InvalidCorrection: unprocessable,
     InvalidSettings: unprocessable,
     InvalidPeriod: bad_request,
+    InvalidUsageQuery: bad_request,
+    InvalidAuditQuery: bad_request,
     UsageNotFound: not_found,
     UnknownProjection: not_found,
     UsageError: conflict,

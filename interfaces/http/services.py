@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
+
 from application.audit import AuditWriter
+from application.audit_queries import AuditReader
 from application.bootstrap import WriteSide
 from application.corrections import Corrections
 from application.recording import Ingestor
+from application.positions import PositionWatcher
 from application.settings import Settings
+from application.usage_service import UsageService
 from application.tokens import TokenVerifier
 from interfaces.http.observability import Metrics
 
 
 @dataclass
 class ApiServices:
+    """Built in two steps: the sync parts at import, the async ones at startup."""
+
     settings: Settings
     write_side: WriteSide
     audit: AuditWriter
@@ -23,4 +30,8 @@ class ApiServices:
     corrections: Corrections
     verifier: TokenVerifier
     metrics: Metrics
-    extras: dict[str, Any]
+    redis: Any
+    read_pool: AsyncConnectionPool[Any] | None = None
+    watcher: PositionWatcher | None = None
+    usage: UsageService = field(init=False)
+    audit_reader: AuditReader = field(init=False)

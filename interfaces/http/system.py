@@ -34,7 +34,7 @@ class SystemController(Controller):
     async def readyz(self, services: NamedDependency[ApiServices]) -> Response[Health]:
         checks = {
             "postgres": await _check(anyio.to_thread.run_sync(_ping_postgres, services)),
-            "redis": await _check(services.extras["redis"].ping()),
+            "redis": await _check(services.redis.ping()),
         }
         ready = all(v == "ok" for v in checks.values())
         return Response(Health("ok" if ready else "unavailable", checks),
@@ -74,7 +74,7 @@ async def _refresh_projection_gauges(services: ApiServices) -> None:
             m.projection_head.labels(*labels).set(u.head)
             m.projection_lag_events.labels(*labels).set(u.lag_events)
             m.projection_lag_seconds.labels(*labels).set(u.lag_seconds)
-    redis = services.extras["redis"]
+    redis = services.redis
     for queue in ("ingest", "projections"):
         try:
             depth = await redis.llen(f"{services.settings.redis_namespace}:{queue}")

@@ -1,0 +1,75 @@
+"""Read-your-writes: wait until a read model has reached a position.
+
+Projections NOTIFY after every committed batch; one LISTEN connection per
+process turns those into a wake-up for every waiting request. No polling
+interval, no sleeping: a waiter re-reads the position when something moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from psycopg import AsyncConnection
+from psycopg.sql import SQL, Identifier
+
+log = logging.getLogger(__name__)
+
+
+class PositionWatcher:
+    """Wakes waiters whenever any projection commits a batch."""
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self._moved = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="position-watcher")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def wait_until(
+        self, read_position: Callable[[], Awaitable[int]], position: int, timeout: float
+    ) -> int:
+        """Return once `read_position()` >= position, or at the timeout (then the
+        caller answers with what it has, and its position says so)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            moved = self._moved  # taken before reading, so no wake-up is missed
+            current = await read_position()
+            remaining = deadline - time.monotonic()
+            if current >= position or remaining <= 0:
+                return current
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), remaining)
+
+    async def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn = await AsyncConnection.connect(self.conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
+                    self._signal()  # anything may have moved while we were away
+                    async for _ in conn.notifies():
+                        self._signal()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - reconnect; waiters time out meanwhile
+                log.warning("position watcher reconnecting: %s", type(e).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+
+    def _signal(self) -> None:
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()

@@ -1,0 +1,86 @@
+"""Keeps every read model caught up: LISTEN to the histories, advance on append.
+
+eventsourcing NOTIFYs on every append to an events table; this thread wakes on
+those and advances the projections at once, and a periodic tick catches anything
+a lost notification would miss. Run it in every worker process: the projector's
+advisory lock lets one advance each projection, and tracking makes overlap
+harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+from psycopg.sql import SQL, Identifier
+
+from application.bootstrap import WriteSide
+from application.projector import control_channel
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionDaemon:
+    """A background thread that advances projections and spots rebuild requests."""
+
+    RESEND_REBUILD_AFTER = 60.0
+
+    def __init__(
+        self,
+        write_side: WriteSide,
+        *,
+        tick_seconds: float,
+        on_rebuild_requested: Callable[[str], None],
+    ) -> None:
+        self.write_side = write_side
+        self.settings = write_side.settings
+        self.tick_seconds = tick_seconds
+        self.on_rebuild_requested = on_rebuild_requested
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rebuilds_sent: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen_and_advance()
+            except Exception:
+                log.exception("projection daemon failed; restarting it")
+                self._stop.wait(2.0)
+
+    def _listen_and_advance(self) -> None:
+        ws = self.write_side
+        channels = [app.events_table for app in (ws.metering, ws.tenants, ws.audit)]
+        channels.append(control_channel(self.settings.db_schema))
+        with psycopg.connect(self.settings.conninfo(), autocommit=True) as conn:
+            for channel in channels:
+                conn.execute(SQL("LISTEN {}").format(Identifier(channel)))
+            while not self._stop.is_set():
+                self._cycle()
+                notified = False
+                for _ in conn.notifies(timeout=self.tick_seconds, stop_after=1):
+                    notified = True
+                if notified:  # drain the burst, so one cycle serves many appends
+                    for _ in conn.notifies(timeout=0.001):
+                        pass
+
+    def _cycle(self) -> None:
+        projector = self.write_side.projector
+        projector.advance_all()
+        now = time.monotonic()
+        for name in projector.registry.requested_rebuilds():
+            if now - self._rebuilds_sent.get(name, -1e9) > self.RESEND_REBUILD_AFTER:
+                self.on_rebuild_requested(name)
+                self._rebuilds_sent[name] = now

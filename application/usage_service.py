@@ -1,0 +1,293 @@
+"""Serving usage to billing admins: views and CSV exports, each audited first.
+
+An answer is only returned once its UsageViewed/UsageExported record is durable;
+if the audit write fails, the request fails and nothing is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+from psycopg_pool import AsyncConnectionPool
+
+from application.audit import AuditUnavailable, AuditWriter
+from application.positions import PositionWatcher
+from application.tokens import Principal
+from application.usage_cache import UsageCache
+from application.usage_queries import (
+    PeriodOut,
+    Snapshot,
+    UsageData,
+    UsageQuery,
+    UsageReader,
+    UsageTotal,
+)
+from domain.audit import AuditRecord
+
+CSV_HEADER = (
+    "workspace_id", "product_area", "usage_date", "unit", "quantity", "source_event_count",
+)  # fmt: skip
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class UsageResponse(msgspec.Struct):
+    """The usage answer (DESIGN section 6)."""
+
+    tenant_id: str
+    period: PeriodOut
+    as_of: datetime
+    position: int
+    group_by: list[str]
+    rows: list[Any]
+    totals: list[UsageTotal]
+    late_adjustments: list[Any]
+
+
+class _Envelope(msgspec.Struct):
+    tenant_id: str
+    period: PeriodOut
+    as_of: datetime
+    position: int
+    group_by: list[str]
+    rows: msgspec.Raw
+    totals: msgspec.Raw
+    late_adjustments: msgspec.Raw
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedFile:
+    export_id: UUID
+    file_key: str
+    path: Path
+    sha256: str
+    row_count: int
+    filename: str
+
+
+class UsageService:
+    """Views and exports of one tenant's usage."""
+
+    def __init__(  # noqa: PLR0913
+        self,
+        pool: AsyncConnectionPool[Any],
+        reader: UsageReader,
+        cache: UsageCache,
+        audit: AuditWriter,
+        watcher: PositionWatcher,
+        *,
+        export_dir: Path,
+        max_wait_seconds: float,
+    ) -> None:
+        self.pool = pool
+        self.reader = reader
+        self.cache = cache
+        self.audit = audit
+        self.watcher = watcher
+        self.export_dir = export_dir
+        self.max_wait_seconds = max_wait_seconds
+        self._encoder = msgspec.json.Encoder()
+
+    async def view(
+        self, principal: Principal, query: UsageQuery, *, min_position: int | None,
+        request_id: str,
+    ) -> tuple[bytes, bool]:  # fmt: skip
+        """The encoded answer, and whether it came from the cache."""
+        await self._wait_for(min_position)
+        async with self.pool.connection() as conn:
+            snapshot = await self.reader.snapshot(conn, query)
+            key = self._key(query, snapshot)
+            cached = await self.cache.get(key)
+            if cached is None:
+                data = await self.reader.data(conn, query, snapshot)
+                parts = self._encode_parts(data)
+                row_count = len(data.rows)
+            else:
+                parts, row_count = _split(cached)
+        if cached is None:
+            await self.cache.put(key, _join(parts, row_count))
+        await self._audit_view(principal, query, snapshot, row_count, request_id)
+        return self._envelope(query, snapshot, parts), cached is not None
+
+    async def export(
+        self, principal: Principal, query: UsageQuery, *, min_position: int | None,
+        request_id: str,
+    ) -> ExportedFile:  # fmt: skip
+        """Write the CSV to the export store, audit it, and say where it is."""
+        await self._wait_for(min_position)
+        export_id = uuid4()
+        file_key = f"{principal.tenant_id}/{export_id}.csv"
+        path = self.export_dir / file_key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        async with self.pool.connection() as conn:
+            snapshot = await self.reader.snapshot(conn, query)
+            digest, row_count = await self._write_csv(conn, query, snapshot, partial)
+            totals = await self.reader.totals(conn, query, snapshot)
+        os.replace(partial, path)
+        try:
+            await asyncio.wrap_future(
+                self.audit.submit(
+                    AuditRecord.UsageExported,
+                    tenant_id=principal.tenant_id,
+                    actor_id=principal.subject,
+                    request_id=request_id,
+                    export_id=export_id,
+                    period=_period_fields(snapshot),
+                    filters=_filters(query),
+                    position=snapshot.position,
+                    file_key=file_key,
+                    row_count=row_count,
+                    totals=[msgspec.to_builtins(t) for t in totals],
+                    sha256=digest,
+                )
+            )
+        except Exception as e:
+            path.unlink(missing_ok=True)  # never keep an unaudited export
+            raise AuditUnavailable(f"export not served: audit record not written ({e})") from e
+        filename = f"usage-{principal.tenant_id}-{snapshot.period.label}.csv"
+        return ExportedFile(export_id, file_key, path, digest, row_count, filename)
+
+    async def _write_csv(
+        self, conn: Any, query: UsageQuery, snapshot: Snapshot, path: Path
+    ) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        rows = 0
+        buffer = io.StringIO()
+        writer = csv_writer(buffer)
+        writer.writerow(CSV_HEADER)
+        with path.open("wb") as out:
+
+            def flush() -> None:
+                chunk = buffer.getvalue().encode()
+                out.write(chunk)
+                digest.update(chunk)
+                buffer.seek(0)
+                buffer.truncate()
+
+            async for row in self.reader.stream_rows(conn, query, snapshot):
+                writer.writerow(_csv_row(row))
+                rows += 1
+                if buffer.tell() >= 65536:
+                    flush()
+            flush()
+            out.flush()
+            os.fsync(out.fileno())
+        return digest.hexdigest(), rows
+
+    async def _wait_for(self, min_position: int | None) -> None:
+        if min_position:
+            await self.watcher.wait_until(
+                self._live_position, min_position, self.max_wait_seconds
+            )
+
+    async def _live_position(self) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT notification_id FROM billing_usage_daily_tracking"
+                " WHERE application_name = 'metering'"
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def _key(self, query: UsageQuery, snapshot: Snapshot) -> str:
+        return self.cache.key(
+            query.tenant_id, snapshot.version, snapshot.position,
+            snapshot.period.start.isoformat(), query.cache_key(),
+        )  # fmt: skip
+
+    def _encode_parts(self, data: UsageData) -> tuple[bytes, bytes, bytes]:
+        encode = self._encoder.encode
+        return encode(data.rows), encode(data.totals), encode(data.late_adjustments)
+
+    def _envelope(
+        self, query: UsageQuery, snapshot: Snapshot, parts: tuple[bytes, bytes, bytes]
+    ) -> bytes:
+        rows, totals, adjustments = parts
+        return self._encoder.encode(
+            _Envelope(
+                tenant_id=query.tenant_id,
+                period=snapshot.period_out(self.reader.clock()),
+                as_of=snapshot.as_of,
+                position=snapshot.position,
+                group_by=list(query.group_by),
+                rows=msgspec.Raw(rows),
+                totals=msgspec.Raw(totals),
+                late_adjustments=msgspec.Raw(adjustments),
+            )
+        )
+
+    async def _audit_view(
+        self, principal: Principal, query: UsageQuery, snapshot: Snapshot, row_count: int,
+        request_id: str,
+    ) -> None:  # fmt: skip
+        try:
+            await asyncio.wrap_future(
+                self.audit.submit(
+                    AuditRecord.UsageViewed,
+                    tenant_id=principal.tenant_id,
+                    actor_id=principal.subject,
+                    request_id=request_id,
+                    period=_period_fields(snapshot),
+                    filters=_filters(query),
+                    position=snapshot.position,
+                    row_count=row_count,
+                )
+            )
+        except Exception as e:
+            raise AuditUnavailable(f"usage not served: audit record not written ({e})") from e
+
+
+def _period_fields(snapshot: Snapshot) -> dict[str, Any]:
+    p = snapshot.period
+    return {"label": p.label, "start": p.start.isoformat(), "end": p.end.isoformat(),
+            "timezone": p.timezone}  # fmt: skip
+
+
+def _filters(query: UsageQuery) -> dict[str, Any]:
+    return {"workspace_id": query.workspace_id, "product_area": query.product_area,
+            "group_by": list(query.group_by), "period": query.period}  # fmt: skip
+
+
+def _join(parts: tuple[bytes, bytes, bytes], row_count: int) -> bytes:
+    # JSON text never holds a raw NUL byte, so it separates the parts safely.
+    return b"\0".join((*parts, str(row_count).encode()))
+
+
+def _split(value: bytes) -> tuple[tuple[bytes, bytes, bytes], int]:
+    rows, totals, adjustments, count = value.split(b"\0")
+    return (rows, totals, adjustments), int(count)
+
+
+def spreadsheet_safe(value: str) -> str:
+    """Neutralise cells a spreadsheet would run as a formula (OWASP CSV injection)."""
+    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
+
+
+def _csv_row(row: tuple[Any, ...]) -> tuple[str, ...]:
+    workspace, area, day, unit, quantity, count = row[:6]
+    return tuple(
+        spreadsheet_safe(v)
+        for v in (
+            workspace or "",
+            area or "",
+            day.isoformat() if isinstance(day, date) else "",
+            unit,
+            quantity,
+            str(count),
+        )
+    )
+
+
+def csv_writer(buffer: io.StringIO) -> Any:
+    """RFC 4180: CRLF line ends, quotes only where needed; the bytes are UTF-8."""
+    return csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)

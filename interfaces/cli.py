@@ -1,0 +1,271 @@
+"""The `billing` command line: serve, worker, token, seed, projections, db."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from application.settings import ConfigurationError, Settings
+from application.tokens import issue_token
+
+ROLES = ["admin", "auditor", "ops", "metering", "member"]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigurationError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@contextmanager
+def _write_side(settings: Settings) -> Iterator[Any]:
+    from application.bootstrap import bootstrap, initialise_database
+
+    initialise_database(settings)
+    ws = bootstrap(settings)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@click.group()
+def main() -> None:
+    """Usage-based billing dashboard: metering ingest, read models, usage API."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="HTTP processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP API and dashboard."""
+    import uvicorn
+
+    from application.bootstrap import initialise_database
+    from application.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    initialise_database(settings)
+    uvicorn.run(
+        "interfaces.http.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+    )
+
+
+@main.command()
+@click.option("--processes", default=1, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int)
+def worker(processes: int, threads: int) -> None:
+    """Run Dramatiq workers: the ingest queue and the projectors."""
+    from application.bootstrap import initialise_database
+
+    initialise_database(_settings())
+    command = [
+        sys.executable, "-m", "dramatiq", "workers.actors",
+        "--processes", str(processes), "--threads", str(threads),
+        "--queues", "ingest", "projections",
+    ]  # fmt: skip
+    os.execv(sys.executable, command)  # noqa: S606 - our own interpreter and module
+
+
+@main.command()
+@click.option("--tenant", required=True, help="Tenant id the token is for")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES))
+@click.option("--sub", default="dev-user", show_default=True, help="Subject (user id)")
+@click.option("--ttl", default=3600, show_default=True, type=int, help="Seconds")
+def token(tenant: str, roles: tuple[str, ...], sub: str, ttl: int) -> None:
+    """Print a JWT signed with the configured secret (development and tests)."""
+    click.echo(
+        issue_token(_settings(), tenant_id=tenant, roles=list(roles), subject=sub, ttl_seconds=ttl)
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("init")
+def db_init() -> None:
+    """Create the database, schema, event tables and read models (idempotent)."""
+    from application.bootstrap import initialise_database
+
+    settings = _settings()
+    initialise_database(settings)
+    click.echo(f"database ready: schema {settings.db_schema!r}")
+
+
+@main.command()
+@click.option("--tenants", default=3, show_default=True, type=int)
+@click.option("--workspaces", default=5, show_default=True, type=int)
+@click.option("--product-areas", default=5, show_default=True, type=int)
+@click.option("--days", default=90, show_default=True, type=int)
+@click.option("--events-per-day", default=24, show_default=True, type=int,
+              help="Per workspace and product area")  # fmt: skip
+@click.option("--seed", "seed_value", default=7, show_default=True, type=int)
+def seed(  # noqa: PLR0913
+    tenants: int, workspaces: int, product_areas: int, days: int, events_per_day: int,
+    seed_value: int,
+) -> None:  # fmt: skip
+    """Load deterministic demo usage through the real ingest path."""
+    from application.audit import AuditWriter
+    from application.clock import utc_now
+    from application.recording import Ingestor
+    from application.seeding import SeedPlan
+    from application.seeding import seed as run_seed
+
+    settings = _settings()
+    plan = SeedPlan(tenants, workspaces, product_areas, days, events_per_day, seed_value)
+    with _write_side(settings) as ws:
+        audit = AuditWriter(ws.audit, clock=utc_now)
+        ingestor = Ingestor(ws.metering, ws.tenants, clock=utc_now, max_events=10_000)
+        try:
+            with click.progressbar(
+                length=plan.expected_events, label="seeding usage", show_eta=True,
+                show_pos=True, file=sys.stderr,
+            ) as bar:  # fmt: skip
+                report = run_seed(
+                    plan, ingestor=ingestor, tenants=ws.tenants, audit=audit,
+                    clock=utc_now, progress=bar.update,
+                )  # fmt: skip
+        finally:
+            audit.close()
+    click.echo(
+        f"accepted {report.accepted}, duplicates {report.duplicates}, "
+        f"conflicts {report.conflicts}, rejected {report.rejected}; "
+        f"history position {report.position}"
+    )
+    click.echo("tenants: " + ", ".join(t for t, _ in plan.tenant_list()))
+
+
+@main.group()
+def projections() -> None:
+    """Read models: status and rebuilds."""
+
+
+@projections.command("status")
+def projections_status() -> None:
+    """Position, head and lag of every read model."""
+    with _write_side(_settings()) as ws:
+        for s in ws.projector.status():
+            building = f", building v{s.building_version}" if s.building_version else ""
+            running = " (rebuild running)" if s.rebuild_running else ""
+            click.echo(f"{s.name}  live v{s.live_version}{building}{running}")
+            for u in s.upstreams:
+                click.echo(
+                    f"  {u.upstream:<16} position {u.position:>10}  head {u.head:>10}"
+                    f"  lag {u.lag_events:>8} events  {u.lag_seconds:8.3f} s"
+                )
+
+
+@projections.command("rebuild")
+@click.argument("name")
+def projections_rebuild(name: str) -> None:
+    """Rebuild NAME from the full history while the live copy keeps serving."""
+    from application.projector import RebuildInProgress
+
+    with _write_side(_settings()) as ws:
+        if name not in ws.projector.projections:
+            known = ", ".join(ws.projector.projections)
+            raise click.ClickException(f"unknown projection {name!r}; one of: {known}")
+        started = time.monotonic()
+        with click.progressbar(
+            length=1, label=f"rebuilding {name}", show_eta=True, file=sys.stderr
+        ) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = max(total, done, 1)
+                bar.update(done - bar.pos)
+
+            try:
+                done = ws.projector.rebuild(name, progress)
+            except RebuildInProgress as e:
+                raise click.ClickException(str(e)) from None
+        seconds = time.monotonic() - started
+        click.echo(f"rebuilt {name} from {done} events in {seconds:.1f} s; swapped in")
+
+
+@main.command("dead-letters")
+def dead_letters() -> None:
+    """List ingest messages that failed, with why (kept 30 days)."""
+    import json
+
+    import redis
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    entries = client.hgetall(f"{settings.redis_namespace}:dead-letter-reasons")
+    if not entries:
+        click.echo("no dead letters")
+    for message_id, raw in sorted(entries.items()):
+        record = json.loads(raw)
+        click.echo(f"{message_id.decode()}  {record['queue']}/{record['actor']}: {record['reason']}")
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--reseed/--no-reseed", default=False, help="Seed even if data exists")
+def demo(port: int, reseed: bool) -> None:
+    """Seed demo data if the store is empty, then run a worker and the API."""
+    settings = _settings()
+    with _write_side(settings) as ws:
+        empty = ws.metering.head_position() == 0
+    if empty or reseed:
+        subprocess.run([sys.executable, "-m", "interfaces.cli", "seed"], check=True)  # noqa: S603
+    worker_process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "interfaces.cli", "worker", "--processes", "1"]
+    )
+    _print_welcome(settings, port)
+    try:
+        subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)], check=False
+        )
+    finally:
+        worker_process.send_signal(signal.SIGTERM)
+        worker_process.wait(timeout=30)
+
+
+def _print_welcome(settings: Settings, port: int) -> None:
+    tokens = {
+        role: issue_token(settings, tenant_id="t_acme", roles=[role], subject=f"demo-{role}",
+                          ttl_seconds=12 * 3600)
+        for role in ("admin", "ops", "auditor", "metering")
+    }  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    click.echo(
+        f"""
+The billing dashboard is starting on {base}
+  dashboard   {base}/dashboard   (paste the admin token)
+  API docs    {base}/schema      OpenAPI: {base}/schema/openapi.json
+  health      {base}/readyz      metrics: {base}/metrics
+
+Tokens for tenant t_acme (12 h; make more with `billing token`):
+  admin     {tokens["admin"]}
+  ops       {tokens["ops"]}
+  auditor   {tokens["auditor"]}
+  metering  {tokens["metering"]}
+
+Try: curl -H "Authorization: Bearer $ADMIN" "{base}/api/billing/usage?period=current"
+"""
+    )
+
+
+if __name__ == "__main__":
+    main()

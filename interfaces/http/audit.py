@@ -1,0 +1,77 @@
+"""Auditor endpoints: the tenant's audit history and the stored export bytes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
+
+from application.audit_queries import AuditEventOut, InvalidAuditQuery
+from application.tokens import Principal
+from domain.values import InvalidValue, as_utc
+from interfaces.http.auth import requires_role
+from interfaces.http.billing import _file_chunks, parse_limit, parse_position
+from interfaces.http.services import ApiServices
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except (ValueError, InvalidValue):
+        raise InvalidAuditQuery(
+            "since: must be an ISO 8601 time with a UTC offset, e.g. 2026-11-01T00:00:00Z"
+        ) from None
+
+
+class AuditController(Controller):
+    path = "/api/audit"
+    tags = ["audit"]
+    guards = [requires_role("auditor")]
+
+    @get("/events", summary="Audit and correction history of the tenant, oldest first")
+    async def list_events(  # noqa: PLR0913
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
+        type: FromQuery[str | None] = None,  # noqa: A002 - the contract's name
+        since: FromQuery[str | None] = None,
+        after: FromQuery[str | None] = None,
+        limit: FromQuery[str | None] = None,
+    ) -> list[AuditEventOut]:
+        """`type` filters (e.g. UsageViewed); page with `after`=<last position>."""
+        return await services.audit_reader.list_events(
+            request.user.tenant_id,
+            event_type=type or None,
+            since=parse_since(since),
+            after=parse_position(after, "after"),
+            limit=parse_limit(limit, default=100, maximum=1000),
+        )
+
+    @get(
+        "/exports/{export_id:uuid}",
+        summary="The exact bytes of a past CSV export",
+        media_type="text/csv",
+    )
+    async def get_export_file(
+        self,
+        request: Request[Principal, Any, Any],
+        export_id: FromPath[UUID],
+        services: NamedDependency[ApiServices],
+    ) -> Stream:
+        record = await services.audit_reader.get_export(request.user.tenant_id, export_id)
+        path = services.settings.export_dir / record["file_key"] if record else None
+        if record is None or path is None or not path.is_file():
+            raise NotFoundException(f"export {export_id} not found")
+        return Stream(
+            _file_chunks(path),
+            media_type="text/csv; charset=utf-8",
+            headers={"X-Content-SHA256": record["sha256"]},
+        )

@@ -1,0 +1,159 @@
+"""Billing usage endpoints for a tenant's admins: view, export, list exports."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import anyio
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromQuery
+from litestar.response import Stream
+
+from application.tokens import Principal
+from application.usage_queries import InvalidUsageQuery, UsageQuery
+from application.usage_service import UsageResponse
+from interfaces.http.auth import requires_role
+from interfaces.http.services import ApiServices
+
+_POSITION = re.compile(r"\d{1,18}")
+
+
+async def requires_enabled_tenant(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    """The BILLING_ENABLED_TENANTS rollout flag: others see no billing endpoints."""
+    settings = connection.app.state.settings
+    if not settings.tenant_enabled(connection.user.tenant_id):
+        raise NotFoundException("billing usage is not enabled for this tenant")
+
+
+def parse_position(value: str | None, field: str = "min_position") -> int | None:
+    if value is None or value == "":
+        return None
+    if _POSITION.fullmatch(value) is None:
+        raise InvalidUsageQuery(f"{field}: must be a non-negative integer")
+    return int(value)
+
+
+def parse_limit(value: str | None, *, default: int = 50, maximum: int = 500) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise InvalidUsageQuery(f"limit: must be an integer from 1 to {maximum}")
+    return int(value)
+
+
+def request_id(request: Request[Any, Any, Any]) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+class ExportOut(msgspec.Struct):
+    export_id: UUID
+    workspace_id: str | None
+    requested_by_id: str
+    period_start: date
+    period_end: date
+    file_key: str
+    row_count: int
+    totals: list[dict[str, str]]
+    sha256: str
+    created_at: datetime
+    position: int
+
+
+class BillingController(Controller):
+    path = "/api/billing"
+    tags = ["billing"]
+    guards = [requires_role("admin"), requires_enabled_tenant]
+
+    @get("/usage", summary="Daily usage of a billing period, with totals")
+    async def get_usage(  # noqa: PLR0913 - one argument per query parameter
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
+        period: FromQuery[str | None] = None,
+        workspace_id: FromQuery[str | None] = None,
+        product_area: FromQuery[str | None] = None,
+        group_by: FromQuery[str | None] = None,
+        min_position: FromQuery[str | None] = None,
+    ) -> Response[UsageResponse]:
+        """`period` is current, previous or YYYY-MM (the month a period starts in,
+        tenant calendar). `group_by` is any of day, product_area, workspace (comma
+        separated; all three by default). `min_position` waits briefly for the
+        read model to reach an ingest response's position."""
+        query = UsageQuery.parse(
+            request.user.tenant_id, period=period, workspace_id=workspace_id,
+            product_area=product_area, group_by=group_by,
+        )  # fmt: skip
+        body, hit = await services.usage.view(
+            request.user, query, min_position=parse_position(min_position),
+            request_id=request_id(request),
+        )  # fmt: skip
+        services.metrics.cache.labels("hit" if hit else "miss").inc()
+        return Response(
+            body,  # type: ignore[arg-type] # pre-encoded UsageResponse
+            media_type="application/json",
+            headers={"X-Cache": "hit" if hit else "miss"},
+        )
+
+    @get(
+        "/usage/export",
+        summary="The same usage as CSV (streamed; totals equal the API's)",
+        media_type="text/csv",
+    )
+    async def export_usage(  # noqa: PLR0913
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
+        period: FromQuery[str | None] = None,
+        workspace_id: FromQuery[str | None] = None,
+        product_area: FromQuery[str | None] = None,
+        group_by: FromQuery[str | None] = None,
+        min_position: FromQuery[str | None] = None,
+    ) -> Stream:
+        """Columns: workspace_id, product_area, usage_date, unit, quantity,
+        source_event_count. The bytes are kept under X-Export-File-Key."""
+        query = UsageQuery.parse(
+            request.user.tenant_id, period=period, workspace_id=workspace_id,
+            product_area=product_area, group_by=group_by,
+        )  # fmt: skip
+        exported = await services.usage.export(
+            request.user, query, min_position=parse_position(min_position),
+            request_id=request_id(request),
+        )  # fmt: skip
+        return Stream(
+            _file_chunks(exported.path),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{exported.filename}"',
+                "X-Export-Id": str(exported.export_id),
+                "X-Export-File-Key": exported.file_key,
+                "X-Content-SHA256": exported.sha256,
+                "X-Row-Count": str(exported.row_count),
+            },
+        )
+
+    @get("/usage/exports", summary="The tenant's past CSV exports, newest first")
+    async def list_exports(
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
+        limit: FromQuery[str | None] = None,
+    ) -> list[ExportOut]:
+        rows = await services.audit_reader.list_exports(
+            request.user.tenant_id, parse_limit(limit)
+        )
+        return [ExportOut(**r) for r in rows]
+
+
+async def _file_chunks(path: Any) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as f:
+        while chunk := await f.read(65536):
+            yield chunk

@@ -1,0 +1,26 @@
+"""The Dramatiq broker (Redis). Import this module before any actor module."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from application.settings import Settings
+from workers.dead_letters import DeadLetterReasons
+
+DEAD_LETTER_TTL_MS = 30 * 24 * 3600 * 1000  # 30 days to inspect and replay failures
+
+
+def create_broker(settings: Settings) -> RedisBroker:
+    broker = RedisBroker(
+        url=settings.redis_url,
+        namespace=settings.redis_namespace,
+        dead_message_ttl=DEAD_LETTER_TTL_MS,
+    )
+    broker.add_middleware(DeadLetterReasons(broker.client, settings.redis_namespace))
+    return broker
+
+
+settings = Settings.from_env()
+broker = create_broker(settings)
+dramatiq.set_broker(broker)

@@ -1,0 +1,50 @@
+# Everyday commands. `make help` lists them.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint unit integration e2e bench services clean
+
+help: ## List the everyday commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/billing: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/billing ## Create .venv and install the pinned dependencies
+
+demo: install services ## Install, seed demo data (first run), run API + worker
+	$(BIN)/billing demo
+
+test: install services lint ## Install and run the whole test suite (what CI runs)
+	$(BIN)/pytest
+
+lint: install ## ruff, mypy and the import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy domain application projections
+	$(BIN)/lint-imports
+
+unit: install ## Unit tests only (no services needed)
+	$(BIN)/pytest tests/unit
+
+integration: install services ## Integration tests (PostgreSQL, Redis)
+	$(BIN)/pytest tests/integration
+
+e2e: install services ## End-to-end tests against `billing serve` and `billing worker`
+	$(BIN)/pytest tests/e2e
+
+bench: install services ## Run the benchmarks (prints figures; minutes)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/projection.py
+	$(BIN)/python bench/query.py
+
+services: ## Start PostgreSQL and Redis on localhost if they are not answering
+	@bash scripts/ensure-services
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import msgspec
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from application.audit import AuditWriter
 from application.clock import Clock
@@ -214,9 +214,9 @@ class Corrections:
     ) -> list[str]:
         """Ids of the events in the ledger that match and still count."""
         statement = SQL(
-            "SELECT event_id FROM billing_usage_ledger WHERE {} GROUP BY event_id"
+            "SELECT event_id FROM {} WHERE {} GROUP BY event_id"
             " HAVING sum(count_delta) > 0 ORDER BY event_id LIMIT %(limit)s"
-        ).format(where)
+        ).format(Identifier(self.projector.schema, "billing_usage_ledger"), where)
         with self.projector.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params | {"limit": limit})
             return [row["event_id"] for row in curs.fetchall()]

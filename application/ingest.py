@@ -83,6 +83,7 @@ def decode_batch(body: bytes, max_events: int) -> list[msgspec.Raw]:
     try:
         items = _batch_decoder.decode(body)
     except msgspec.ValidationError:
+        _check_is_json(body)
         raise MalformedBatch("body", "must be a JSON array of events") from None
     except msgspec.DecodeError as e:
         raise MalformedBatch("body", f"is not valid JSON ({e})") from None
@@ -95,6 +96,13 @@ def decode_batch(body: bytes, max_events: int) -> list[msgspec.Raw]:
             too_large=True,
         )
     return items
+
+
+def _check_is_json(body: bytes) -> None:
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as e:
+        raise MalformedBatch("body", f"is not valid JSON ({e})") from None
 
 
 def read_events(  # noqa: PLR0913

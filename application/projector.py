@@ -108,14 +108,15 @@ class Projector:
 
     # --- advancing ------------------------------------------------------------
 
-    def advance(self, name: str) -> int:
-        """Catch the live version up to the current heads; 0 if another runner is."""
+    def advance(self, name: str, *, max_events: int | None = None) -> int:
+        """Catch the live version up to the current heads (or stop after about
+        `max_events`, in whole batches); 0 if another runner holds it."""
         projection = self.projections[name]
         with self._lock(f"advance/{name}", wait=False) as held:
             if not held:
                 return 0
             version = self.registry.get(name).live_version
-            return self._catch_up(projection, version)
+            return self._catch_up(projection, version, max_events=max_events)
 
     def advance_all(self) -> int:
         return sum(self.advance(name) for name in self.projections)
@@ -125,45 +126,49 @@ class Projector:
         projection: Projection,
         version: int,
         progress: Progress | None = None,
+        max_events: int | None = None,
     ) -> int:
         """Process every upstream up to the head it has *now* (a bounded run)."""
         tracking = self.registry.tracking(projection, version)
         done = 0
         for upstream in projection.upstreams:
-            app = self.upstreams[upstream]
-            head = app.head_position()
-            position = tracking.max_tracking_id(upstream) or 0
-            if position >= head:
-                continue
-            # Read and decode the next batch while this one is being written:
-            # the database and Python then work at the same time.
-            with ThreadPoolExecutor(
-                1, thread_name_prefix="projection-reader"
-            ) as reader:
-                pending = reader.submit(self._prepare, projection, app, position, head)
-                while True:
-                    last, count, changes, last_event_at = pending.result()
-                    if count == 0:
-                        break
-                    if last < head:
-                        pending = reader.submit(
-                            self._prepare, projection, app, last, head
-                        )
-                    self._write(
-                        projection,
-                        version,
-                        tracking,
-                        app.name,
-                        last,
-                        changes,
-                        last_event_at,
-                    )
-                    done += count
-                    if progress:
-                        progress(done, 0)
-                    if last >= head:
-                        break
+            budget = None if max_events is None else max_events - done
+            if budget is not None and budget <= 0:
+                break
+            done += self._catch_up_upstream(
+                projection, version, tracking, self.upstreams[upstream], budget,
+                lambda n, base=done: progress(base + n, 0) if progress else None,
+            )  # fmt: skip
         return done
+
+    def _catch_up_upstream(  # noqa: PLR0913
+        self,
+        projection: Projection,
+        version: int,
+        tracking: ProjectionTracking,
+        app: BillingApplication,
+        budget: int | None,
+        progress: Callable[[int], None],
+    ) -> int:
+        head = app.head_position()
+        position = tracking.max_tracking_id(app.name) or 0
+        done = 0
+        # Read and decode the next batch while this one is being written: the
+        # database and Python then work at the same time.
+        with ThreadPoolExecutor(1, thread_name_prefix="projection-reader") as reader:
+            pending = reader.submit(self._prepare, projection, app, position, head)
+            while True:
+                last, count, changes, last_event_at = pending.result()
+                if count == 0:
+                    return done
+                done += count
+                more = last < head and (budget is None or done < budget)
+                if more:
+                    pending = reader.submit(self._prepare, projection, app, last, head)
+                self._write(projection, version, tracking, app.name, last, changes, last_event_at)
+                progress(done)
+                if not more:
+                    return done
 
     def _prepare(
         self, projection: Projection, app: BillingApplication, position: int, head: int

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -39,7 +41,7 @@ def event(
         "product_area": area,
         "quantity": quantity,
         "unit": unit,
-        "timestamp": (at or datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        "timestamp": (at or NOW - timedelta(minutes=5)).isoformat(),
         "properties": properties or {},
     }
 
@@ -77,6 +79,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group: we can stop all of it
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -108,12 +111,19 @@ class Process:
         return "".join(self.lines[-80:])
 
     def stop(self, *, kill: bool = False) -> int:
+        """SIGTERM (or SIGKILL) the whole process group, e.g. dramatiq's children."""
         if self.proc.poll() is None:
-            (self.proc.kill if kill else self.proc.terminate)()
+            self._signal_group(signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        if kill:
+            self._signal_group(signal.SIGKILL)  # children the parent left behind
         self._reader.join(timeout=5)
         return self.proc.returncode
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)

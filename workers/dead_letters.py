@@ -22,12 +22,18 @@ def reasons_key(namespace: str) -> str:
     return f"{namespace}:dead-letter-reasons"
 
 
+def dead_letter_channel(namespace: str) -> str:
+    """Redis pub/sub channel announcing each dead letter (for alerting and tests)."""
+    return f"{namespace}:dead-letters"
+
+
 class DeadLetterReasons(Middleware):
     """Stores `{message_id: {queue, actor, reason, failed_at}}` on nack."""
 
     def __init__(self, client: Any, namespace: str) -> None:
         self.client = client
         self.key = reasons_key(namespace)
+        self.channel = dead_letter_channel(namespace)
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None,
@@ -53,5 +59,6 @@ class DeadLetterReasons(Middleware):
         )
         try:
             self.client.hset(self.key, message.message_id, json.dumps(record))
+            self.client.publish(self.channel, message.message_id)
         except Exception as e:  # noqa: BLE001 - the message itself is in the DLQ
             log.error("could not record dead-letter reason: %s", e)

@@ -80,7 +80,24 @@ def database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[
     return _error(503, "the database is unavailable; retry shortly", {"Retry-After": "5"})
 
 
+def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Log the trace for us; tell the caller nothing about the internals."""
+    if isinstance(exc, HTTPException):  # Litestar's own 4xx/5xx pass through as is
+        return Response(
+            {"status_code": exc.status_code, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+    log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"request_id": request.scope.get("state", {}).get("request_id")},
+    )
+    return _error(500, "Internal Server Error")
+
+
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    Exception: unexpected,
     MalformedBatch: malformed_batch,
     msgspec.ValidationError: invalid_body,
     msgspec.DecodeError: undecodable_body,

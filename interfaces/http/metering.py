@@ -9,6 +9,7 @@ import anyio
 import msgspec
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 
 from application.corrections import Correction, CorrectionResult
 from application.ingest import IngestResponse, MeteringEventIn
@@ -19,7 +20,7 @@ from interfaces.http.services import ApiServices
 _correction_decoder = msgspec.json.Decoder(Correction)
 
 
-def _documents_events_body(data: list[MeteringEventIn]) -> None:
+def _documents_events_body(data: JSONBody[list[MeteringEventIn]]) -> None:
     """Never called: it only shows OpenAPI the body's shape.
 
     The handlers read the raw body themselves, because one bad event must be
@@ -27,7 +28,7 @@ def _documents_events_body(data: list[MeteringEventIn]) -> None:
     """
 
 
-def _documents_correction_body(data: Correction) -> None:
+def _documents_correction_body(data: JSONBody[Correction]) -> None:
     """Never called: documents the corrections body (parsed by the handler)."""
 
 

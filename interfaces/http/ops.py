@@ -10,7 +10,7 @@ import anyio
 import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from application.projector import ProjectionStatus
 from domain.audit import AuditRecord
@@ -130,7 +130,7 @@ class OpsController(Controller):
     async def change_settings(
         self,
         request: Request[Principal, Any, Any],
-        data: SettingsChange,
+        data: JSONBody[SettingsChange],
         services: NamedDependency[ApiServices],
     ) -> SettingsOut:
         """Read models re-bucket the tenant's usage in its new calendar."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from application.audit import AuditApp
-from application.database import ensure_database
+from application.database import connect, ensure_database
 from application.metering import MeteringApp
 from application.projector import Projector
 from application.settings import Settings
@@ -45,11 +47,26 @@ def initialise_database(settings: Settings) -> None:
 
 
 def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
-    metering = MeteringApp(settings, create_table=create_tables)
-    tenants = TenantSettingsApp(settings, create_table=create_tables)
-    audit = AuditApp(settings, create_table=create_tables)
-    upstreams = {app.name: app for app in (metering, tenants, audit)}
-    projector = Projector(settings, PROJECTIONS, upstreams)
-    if create_tables:
-        projector.ensure_tables()
+    """Build the write side; with `create_tables`, also create what is missing."""
+    with _schema_lock(settings) if create_tables else nullcontext():
+        metering = MeteringApp(settings, create_table=create_tables)
+        tenants = TenantSettingsApp(settings, create_table=create_tables)
+        audit = AuditApp(settings, create_table=create_tables)
+        upstreams = {app.name: app for app in (metering, tenants, audit)}
+        projector = Projector(settings, PROJECTIONS, upstreams)
+        if create_tables:
+            projector.ensure_tables()
     return WriteSide(settings, metering, tenants, audit, projector)
+
+
+@contextmanager
+def _schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialise DDL: PostgreSQL refuses concurrent CREATE ... IF NOT EXISTS of the
+    same objects ("tuple concurrently updated") when api and worker start together."""
+    key = f"{settings.db_schema}/bootstrap"
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))

@@ -157,10 +157,17 @@ def field_error(message: str) -> str:
     return f"event: {message}"
 
 
+class _IdOnly(msgspec.Struct):
+    id: Any = None
+
+
+_id_decoder = msgspec.json.Decoder(_IdOnly)
+
+
 def _id_of(raw: msgspec.Raw) -> str | None:
+    """The event's id for its rejection, whatever else in it is broken."""
     try:
-        value: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+        event_id = _id_decoder.decode(raw).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    event_id = value.get("id") if isinstance(value, dict) else None
     return event_id if isinstance(event_id, str) else None

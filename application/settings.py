@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -21,9 +22,10 @@ class ConfigurationError(ValueError):
 class Settings:
     """Everything the service can be configured with (see README, Configuration)."""
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/billing"
+    # URLs may hold passwords: they stay out of repr() (and so out of logs).
+    database_url: str = field(default="postgresql://postgres@127.0.0.1:5432/billing", repr=False)
     db_schema: str = "billing"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     redis_namespace: str = "billing"
     environment: str = "development"
     jwt_secret: str = field(default=DEVELOPMENT_JWT_SECRET, repr=False)
@@ -100,13 +102,11 @@ class Settings:
             export_dir=Path(env.get("BILLING_EXPORT_DIR", str(base.export_dir))),
             enabled_tenants=_tenant_list(env.get("BILLING_ENABLED_TENANTS", "*")),
             max_read_wait_seconds=_number(env, "BILLING_MAX_READ_WAIT_SECONDS", 5.0),
-            projection_batch_size=int(
-                _number(env, "BILLING_PROJECTION_BATCH_SIZE", 5000)
-            ),
+            projection_batch_size=_whole(env, "BILLING_PROJECTION_BATCH_SIZE", 5000),
             projection_tick_seconds=_number(
                 env, "BILLING_PROJECTION_TICK_SECONDS", 5.0
             ),
-            db_pool_size=int(_number(env, "BILLING_DB_POOL_SIZE", 8)),
+            db_pool_size=_whole(env, "BILLING_DB_POOL_SIZE", 8),
             log_level=env.get("BILLING_LOG_LEVEL", base.log_level).upper(),
         )
         return settings.checked()
@@ -120,6 +120,7 @@ class Settings:
             raise ConfigurationError(
                 "BILLING_DB_SCHEMA must be a lowercase SQL identifier"
             )
+        self.postgres  # noqa: B018 - parse now, so a bad DATABASE_URL fails at start
         if not self.jwt_secret:
             if not self.is_development:
                 raise ConfigurationError(
@@ -177,9 +178,18 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.strip().isdigit() or int(raw) <= 0:
+        raise ConfigurationError(f"{name} must be a positive whole number, got {raw!r}")
+    return int(raw)
 
 
 def _read_key(value: str) -> str:

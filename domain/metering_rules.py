@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from domain.values import (
 )
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+EARLIEST_USAGE = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_PROPERTIES = 32
 MAX_PROPERTY_KEY_LENGTH = 64
 MAX_PROPERTY_TEXT_LENGTH = 256
@@ -49,6 +50,8 @@ def check_occurred_within_acceptance(
 ) -> datetime:
     """An event may not be from the future, nor older than the acceptance window."""
     utc = _field("timestamp", as_utc, occurred_at)
+    if utc < EARLIEST_USAGE:
+        raise EventRejected("timestamp", "must be on or after 2000-01-01T00:00:00Z")
     if utc > now + MAX_FUTURE_SKEW:
         raise EventRejected(
             "timestamp", "must not be more than 5 minutes in the future"

@@ -21,6 +21,8 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
 _SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
 
 ZERO = Decimal(0)
+_QUANTITY_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
+_SMALLEST_STEP = Decimal(1).scaleb(-MAX_FRACTION_DIGITS)
 
 
 class InvalidValue(ValueError):
@@ -62,21 +64,19 @@ def normalise_quantity(value: Decimal) -> Decimal:
         raise InvalidValue("must be a finite decimal number")
     if value < 0:
         raise InvalidValue("must be >= 0")
-    sign, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)  # finite, checked above
-    fraction_digits = max(0, -exponent)
-    integer_digits = max(0, len(digits) + exponent)
-    if fraction_digits > MAX_FRACTION_DIGITS and value != value.quantize(
-        Decimal(1).scaleb(-MAX_FRACTION_DIGITS)
-    ):
-        raise InvalidValue(f"must have at most {MAX_FRACTION_DIGITS} decimal places")
-    if integer_digits > MAX_INTEGER_DIGITS:
+    # The magnitude first: quantizing a huge value would overflow the context.
+    if value >= _QUANTITY_LIMIT:
         raise InvalidValue(f"must be less than 10^{MAX_INTEGER_DIGITS}")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, checked above
+    if -exponent > MAX_FRACTION_DIGITS and value != value.quantize(_SMALLEST_STEP):
+        raise InvalidValue(f"must have at most {MAX_FRACTION_DIGITS} decimal places")
     return canonical_decimal(value)
 
 
 def canonical_decimal(value: Decimal) -> Decimal:
-    """Strip trailing zeros without switching to exponent notation (12.50 -> 12.5)."""
+    """Strip trailing zeros (12.50 -> 12.5) and never keep a positive exponent
+    (1E+3 -> 1000). Tiny values may still print as 1E-9: decimal_text() is plain."""
     if value == 0:
         return ZERO
     normalised = value.normalize()
@@ -91,10 +91,13 @@ def decimal_text(value: Decimal) -> str:
 
 
 def as_utc(instant: datetime) -> datetime:
-    """Convert an aware datetime to UTC; naive datetimes are a programming error."""
+    """Convert an aware datetime to UTC; a naive one breaks the rule."""
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise InvalidValue("must include a UTC offset, e.g. 2026-11-20T10:00:00Z")
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise InvalidValue("is outside the supported range of dates") from None
 
 
 def usage_record_id(tenant_id: str, event_id: str) -> UUID:

@@ -127,3 +127,13 @@ class Process:
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+def caught_up(write_side: Any, timeout: float = 30.0) -> None:
+    """Block (on NOTIFY, not sleep) until every projection has every upstream's head."""
+    projector = write_side.projector
+    for name, projection in projector.projections.items():
+        for upstream in projection.upstreams:
+            head = projector.upstreams[upstream].head_position()
+            if not projector.wait_for(name, upstream, head, timeout):
+                raise TimeoutError(f"{name} did not reach {upstream} position {head}")

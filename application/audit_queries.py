@@ -16,9 +16,10 @@ from domain.audit import AuditRecord
 EVENT_TYPES = sorted(
     cls.__name__
     for cls in vars(AuditRecord).values()
-    if isinstance(cls, type) and issubclass(cls, AuditRecord.Recorded)
+    if isinstance(cls, type)
+    and issubclass(cls, AuditRecord.Recorded)
     and cls is not AuditRecord.Recorded
-)  # fmt: skip
+)
 
 
 class InvalidAuditQuery(ValueError):
@@ -40,7 +41,7 @@ class AuditReader:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
-    async def list_events(  # noqa: PLR0913
+    async def list_events(
         self,
         tenant_id: str,
         *,
@@ -63,8 +64,13 @@ class AuditReader:
             "SELECT position, event_type, occurred_at, actor_id, request_id, details"
             " FROM billing_audit_log WHERE {} ORDER BY position LIMIT %(limit)s"
         ).format(SQL(" AND ").join(clauses))
-        params = {"tenant": tenant_id, "type": event_type, "since": since,
-                  "after": after, "limit": limit}  # fmt: skip
+        params = {
+            "tenant": tenant_id,
+            "type": event_type,
+            "since": since,
+            "after": after,
+            "limit": limit,
+        }
         async with self.pool.connection() as conn:
             cur = await conn.execute(statement, params)
             return [AuditEventOut(*row) for row in await cur.fetchall()]
@@ -79,14 +85,18 @@ class AuditReader:
                 " WHERE tenant_id = %s ORDER BY created_at DESC, export_id LIMIT %s",
                 (tenant_id, limit),
             )
-            return await cur.fetchall()
+            return list(await cur.fetchall())
 
-    async def get_export(self, tenant_id: str, export_id: UUID) -> dict[str, Any] | None:
+    async def get_export(
+        self, tenant_id: str, export_id: UUID
+    ) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                "SELECT export_id, file_key, sha256, row_count FROM billing_usage_exports"
+                "SELECT export_id, file_key, sha256, row_count"
+                " FROM billing_usage_exports"
                 " WHERE tenant_id = %s AND export_id = %s",
                 (tenant_id, export_id),
             )
-            return await cur.fetchone()
+            row: dict[str, Any] | None = await cur.fetchone()
+            return row

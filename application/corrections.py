@@ -16,7 +16,7 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import msgspec
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from application.audit import AuditWriter
 from application.clock import Clock
@@ -210,7 +210,7 @@ class Corrections:
         return result
 
     def _live_event_ids(
-        self, where: SQL, params: dict[str, Any], *, limit: int
+        self, where: Composed, params: dict[str, Any], *, limit: int
     ) -> list[str]:
         """Ids of the events in the ledger that match and still count."""
         statement = SQL(
@@ -303,14 +303,15 @@ def _checked(check: Any, field: str, value: Any) -> Any:
         raise InvalidCorrection(f"{field}: {e}") from None
 
 
-def _range_filter(tenant_id: str, f: RangeFilter) -> tuple[SQL, dict[str, Any]]:
+def _range_filter(tenant_id: str, f: RangeFilter) -> tuple[Composed, dict[str, Any]]:
     start = _checked(as_utc, "filter.start", f.start)
     end = _checked(as_utc, "filter.end", f.end)
     if end <= start:
         raise InvalidCorrection("filter.end: must be after filter.start")
     clauses = [
         SQL(
-            "tenant_id = %(tenant)s AND occurred_at >= %(start)s AND occurred_at < %(end)s"
+            "tenant_id = %(tenant)s"
+            " AND occurred_at >= %(start)s AND occurred_at < %(end)s"
         )
     ]
     params: dict[str, Any] = {"tenant": tenant_id, "start": start, "end": end}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -20,12 +22,11 @@ def ensure_database(settings: Settings) -> None:
             "SELECT 1 FROM pg_database WHERE datname = %s", (pg.dbname,)
         ).fetchone()
         if not exists:
-            try:
+            # Another process may create it at the same moment: that is fine.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(
                     sql.SQL("CREATE DATABASE {}").format(sql.Identifier(pg.dbname))
                 )
-            except psycopg.errors.DuplicateDatabase:
-                pass  # created concurrently by another process
     with connect(settings, search_path=False) as conn:
         # Serialise concurrent bootstraps (api and worker starting together).
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('billing-bootstrap'))")

@@ -15,7 +15,6 @@ from psycopg.sql import SQL, Identifier
 from application.mapper import MsgspecMapper
 from application.settings import Settings
 
-
 _STAGING = "billing_incoming_events"
 
 

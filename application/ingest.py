@@ -105,7 +105,7 @@ def _check_is_json(body: bytes) -> None:
         raise MalformedBatch("body", f"is not valid JSON ({e})") from None
 
 
-def read_events(  # noqa: PLR0913
+def read_events(
     items: list[msgspec.Raw],
     *,
     now: datetime,

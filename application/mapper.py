@@ -17,10 +17,10 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from msgspec.structs import asdict
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
+from msgspec.structs import asdict
 
 _IDENTITY_FIELDS = ("originator_id", "originator_version")
 
@@ -74,7 +74,7 @@ class MsgspecMapper(Mapper[UUID]):
             raise MapperDeserialisationError(msg) from e
         state["originator_id"] = stored_event.originator_id
         state["originator_version"] = stored_event.originator_version
-        domain_event = object.__new__(cls)
+        domain_event: Any = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", state)
         return typing.cast(DomainEventProtocol[UUID], domain_event)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -100,7 +100,7 @@ class MeteringApp(BillingApplication):
         ids = [usage_record_id(tenant_id, e) for e in event_ids]
         by_id: dict[UUID, UsageRecord] = {}
         for stored in self.idempotent_recorder.select_histories(ids):
-            event = self.mapper.to_domain_event(stored)
+            event: Any = self.mapper.to_domain_event(stored)
             by_id[event.originator_id] = cast(
                 UsageRecord, event.mutate(by_id.get(event.originator_id))
             )

@@ -59,7 +59,9 @@ class PositionWatcher:
             try:
                 conn = await AsyncConnection.connect(self.conninfo, autocommit=True)
                 async with conn:
-                    await conn.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
+                    await conn.execute(
+                        SQL("LISTEN {}").format(Identifier(self.channel))
+                    )
                     self._signal()  # anything may have moved while we were away
                     async for _ in conn.notifies():
                         self._signal()

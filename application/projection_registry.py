@@ -132,10 +132,10 @@ class ProjectionRegistry:
         return Registration(**row)
 
     def set_building(self, name: str, version: int | None) -> None:
-        self._update(name, "building_version = %s", version)
+        self._update(name, SQL("building_version = %s"), version)
 
     def request_rebuild(self, name: str) -> None:
-        self._update(name, "rebuild_requested_at = now()")
+        self._update(name, SQL("rebuild_requested_at = now()"))
 
     def claim_rebuild_request(self, name: str) -> bool:
         """Clear a pending request; True for the one caller that cleared it."""
@@ -143,14 +143,15 @@ class ProjectionRegistry:
             curs.execute(
                 SQL(
                     "UPDATE {} SET rebuild_requested_at = NULL"
-                    " WHERE name = %s AND rebuild_requested_at IS NOT NULL RETURNING name"
+                    " WHERE name = %s AND rebuild_requested_at IS NOT NULL"
+                    " RETURNING name"
                 ).format(self.table),
                 (name,),
             )
             return curs.fetchone() is not None
 
     def clear_rebuild_request(self, name: str) -> None:
-        self._update(name, "rebuild_requested_at = NULL")
+        self._update(name, SQL("rebuild_requested_at = NULL"))
 
     def requested_rebuilds(self) -> list[str]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -172,12 +173,10 @@ class ProjectionRegistry:
             (version, projection.name),
         )
 
-    def _update(self, name: str, assignment: str, *params: Any) -> None:
+    def _update(self, name: str, assignment: SQL, *params: Any) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("UPDATE {} SET " + assignment + " WHERE name = %s").format(  # type: ignore[operator]
-                    self.table
-                ),
+                SQL("UPDATE {} SET {} WHERE name = %s").format(self.table, assignment),
                 (*params, name),
             )
 

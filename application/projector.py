@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,10 +93,17 @@ class Projector:
         self.upstreams = dict(upstreams)
         self.batch_size = settings.projection_batch_size
         self.datastore = PostgresDatastore(
-            pg.dbname, pg.host, pg.port, pg.user, pg.password,
-            schema=self.schema, pool_size=2, max_overflow=6, pre_ping=True,
+            pg.dbname,
+            pg.host,
+            pg.port,
+            pg.user,
+            pg.password,
+            schema=self.schema,
+            pool_size=2,
+            max_overflow=6,
+            pre_ping=True,
             idle_in_transaction_session_timeout=60,
-        )  # fmt: skip
+        )
         self.registry = ProjectionRegistry(self.datastore)
         self.channel = progress_channel(self.schema)
 
@@ -135,10 +142,14 @@ class Projector:
             budget = None if max_events is None else max_events - done
             if budget is not None and budget <= 0:
                 break
+
+            def report(n: int, base: int = done) -> None:
+                if progress:
+                    progress(base + n, 0)
+
             done += self._catch_up_upstream(
-                projection, version, tracking, self.upstreams[upstream], budget,
-                lambda n, base=done: progress(base + n, 0) if progress else None,
-            )  # fmt: skip
+                projection, version, tracking, self.upstreams[upstream], budget, report
+            )
         return done
 
     def _catch_up_upstream(  # noqa: PLR0913
@@ -165,7 +176,15 @@ class Projector:
                 more = last < head and (budget is None or done < budget)
                 if more:
                     pending = reader.submit(self._prepare, projection, app, last, head)
-                self._write(projection, version, tracking, app.name, last, changes, last_event_at)
+                self._write(
+                    projection,
+                    version,
+                    tracking,
+                    app.name,
+                    last,
+                    changes,
+                    last_event_at,
+                )
                 progress(done)
                 if not more:
                     return done
@@ -214,10 +233,12 @@ class Projector:
             " FROM {} WHERE notification_id > %s AND notification_id <= %s"
             " ORDER BY notification_id LIMIT %s"
         ).format(Identifier(self.schema, app.events_table))
-        with self.datastore.get_connection() as conn:
-            with conn.cursor(row_factory=tuple_row, binary=True) as curs:
-                curs.execute(statement, (position, head, self.batch_size), prepare=True)
-                return [RawNotification(*row) for row in curs]
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(statement, (position, head, self.batch_size), prepare=True)
+            return [RawNotification(*row) for row in curs]
 
     # --- reading positions -------------------------------------------------------
 
@@ -258,7 +279,8 @@ class Projector:
         self.registry.request_rebuild(name)
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                "SELECT pg_notify(%s, %s)", (control_channel(self.schema), f"rebuild:{name}")
+                "SELECT pg_notify(%s, %s)",
+                (control_channel(self.schema), f"rebuild:{name}"),
             )
 
     def rebuild_requested(self, name: str) -> int | None:
@@ -341,7 +363,7 @@ class Projector:
             )
         seconds = 0.0
         if oldest:
-            event = app.mapper.to_domain_event(oldest[0])
+            event: Any = app.mapper.to_domain_event(oldest[0])
             seconds = max(0.0, (_now() - event.timestamp).total_seconds())
         return UpstreamStatus(upstream, position, head, lag, seconds)
 

@@ -46,9 +46,17 @@ TENANTS = [
     ("t_hooli", "America/Los_Angeles"),
 ]
 WORKSPACES = [
-    "ws_analytics", "ws_checkout", "ws_mobile", "ws_search", "ws_platform",
-    "ws_data", "ws_growth", "ws_billing", "ws_support", "ws_ml",
-]  # fmt: skip
+    "ws_analytics",
+    "ws_checkout",
+    "ws_mobile",
+    "ws_search",
+    "ws_platform",
+    "ws_data",
+    "ws_growth",
+    "ws_billing",
+    "ws_support",
+    "ws_ml",
+]
 
 
 @dataclass(frozen=True)
@@ -79,14 +87,18 @@ class SeedPlan:
 
     @property
     def expected_events(self) -> int:
-        per_tenant = self.workspaces * self.product_areas * self.days * self.events_per_day
+        per_tenant = (
+            self.workspaces * self.product_areas * self.days * self.events_per_day
+        )
         return self.tenants * per_tenant
 
 
 def generate(plan: SeedPlan, now: datetime, tenant: str) -> Iterator[dict[str, Any]]:
     """The tenant's usage events, oldest day first, deterministic for a seed."""
-    rng = random.Random(f"{plan.seed}/{tenant}")
-    spikes = {(rng.randrange(plan.days), rng.randrange(plan.workspaces)) for _ in range(3)}
+    rng = random.Random(f"{plan.seed}/{tenant}")  # noqa: S311 - demo data, seeded
+    spikes = {
+        (rng.randrange(plan.days), rng.randrange(plan.workspaces)) for _ in range(3)
+    }
     start = (now - timedelta(days=plan.days - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
@@ -99,7 +111,9 @@ def generate(plan: SeedPlan, now: datetime, tenant: str) -> Iterator[dict[str, A
                     at = start + timedelta(days=day) + step * i
                     if at > now:
                         break
-                    factor = _rhythm(at, rng) * (Decimal(12) if (day, w) in spikes else 1)
+                    factor = _rhythm(at, rng) * (
+                        Decimal(12) if (day, w) in spikes else 1
+                    )
                     quantity = (base * level * factor).quantize(Decimal("0.001"))
                     yield {
                         "id": f"{tenant}-{workspace}-{area}-{day:03d}-{i:03d}",
@@ -108,7 +122,9 @@ def generate(plan: SeedPlan, now: datetime, tenant: str) -> Iterator[dict[str, A
                         "quantity": str(quantity),
                         "unit": unit,
                         "timestamp": at.isoformat(),
-                        "properties": {"region": rng.choice(["eu-west-1", "us-east-1"])},
+                        "properties": {
+                            "region": rng.choice(["eu-west-1", "us-east-1"])
+                        },
                     }
 
 
@@ -152,7 +168,7 @@ def seed(  # noqa: PLR0913
             tenant, BillingSettings(timezone=timezone), actor_id="seed", now=now
         )
         window = tenants.get_settings(tenant).acceptance_window
-        rng = random.Random(f"{plan.seed}/{tenant}/batches")
+        rng = random.Random(f"{plan.seed}/{tenant}/batches")  # noqa: S311
         late: list[dict[str, Any]] = []
         batch: list[dict[str, Any]] = []
         for event in generate(plan, now, tenant):
@@ -180,7 +196,9 @@ def _send(  # noqa: PLR0913
     report: SeedReport,
 ) -> None:
     old = [e for e in events if datetime.fromisoformat(e["timestamp"]) < window_start]
-    recent = [e for e in events if datetime.fromisoformat(e["timestamp"]) >= window_start]
+    recent = [
+        e for e in events if datetime.fromisoformat(e["timestamp"]) >= window_start
+    ]
     if old:
         response = ingestor.ingest(tenant, msgspec.json.encode(old), backfill=True)
         audit.write(

@@ -23,7 +23,9 @@ class Settings:
     """Everything the service can be configured with (see README, Configuration)."""
 
     # URLs may hold passwords: they stay out of repr() (and so out of logs).
-    database_url: str = field(default="postgresql://postgres@127.0.0.1:5432/billing", repr=False)
+    database_url: str = field(
+        default="postgresql://postgres@127.0.0.1:5432/billing", repr=False
+    )
     db_schema: str = "billing"
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     redis_namespace: str = "billing"

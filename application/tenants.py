@@ -24,10 +24,13 @@ class TenantSettingsApp(BillingApplication):
     def get_settings(self, tenant_id: str) -> BillingSettings:
         """The tenant's settings, or the defaults if it never changed them."""
         try:
-            aggregate = self.repository.get(tenant_settings_id(tenant_id))
+            aggregate = cast(
+                TenantBillingSettings,
+                self.repository.get(tenant_settings_id(tenant_id)),
+            )
         except AggregateNotFoundError:
             return DEFAULT_SETTINGS
-        return cast(TenantBillingSettings, aggregate).settings
+        return aggregate.settings
 
     def change_settings(
         self, tenant_id: str, settings: BillingSettings, *, actor_id: str, now: datetime

@@ -29,7 +29,7 @@ class Principal:
     roles: frozenset[str]
 
 
-class InvalidToken(Exception):  # noqa: N818 - reads as a sentence
+class InvalidToken(Exception):
     """The token cannot be trusted; the message is safe to show the caller."""
 
 
@@ -47,7 +47,7 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise InvalidToken("malformed token") from None
         key = next((k for alg, k in self.keys if alg == algorithm), None)
-        if key is None:
+        if key is None or not isinstance(algorithm, str):
             raise InvalidToken("unsupported token algorithm")
         try:
             claims = jwt.decode(

@@ -25,7 +25,11 @@ from domain.tenant_settings import DEFAULT_SETTINGS
 from domain.values import InvalidValue, check_identifier, normalise_slug
 
 DIMENSIONS = ("day", "product_area", "workspace")
-_COLUMN = {"day": "usage_date", "product_area": "product_area", "workspace": "workspace_id"}
+_COLUMN = {
+    "day": "usage_date",
+    "product_area": "product_area",
+    "workspace": "workspace_id",
+}
 
 
 class InvalidUsageQuery(ValueError):
@@ -62,7 +66,11 @@ class UsageQuery:
 
     def cache_key(self) -> str:
         return "|".join(
-            (self.workspace_id or "*", self.product_area or "*", ",".join(self.group_by))
+            (
+                self.workspace_id or "*",
+                self.product_area or "*",
+                ",".join(self.group_by),
+            )
         )
 
 
@@ -73,7 +81,8 @@ def parse_group_by(value: str | None) -> tuple[str, ...]:
     unknown = [p for p in parts if p not in DIMENSIONS]
     if unknown:
         raise InvalidUsageQuery(
-            f"group_by: unknown dimension {unknown[0]!r}; use any of day, product_area, "
+            f"group_by: unknown dimension {unknown[0]!r}; use any of day, "
+            "product_area, "
             "workspace, separated by commas"
         )
     if len(set(parts)) != len(parts):
@@ -145,7 +154,11 @@ class Snapshot:
     def period_out(self, now: datetime) -> PeriodOut:
         p = self.period
         return PeriodOut(
-            p.start, p.end, p.timezone, "closed" if p.is_closed(now) else "open", p.closes_at
+            p.start,
+            p.end,
+            p.timezone,
+            "closed" if p.is_closed(now) else "open",
+            p.closes_at,
         )
 
 
@@ -154,14 +167,18 @@ class UsageReader:
 
     projection = "billing_usage_daily"
 
-    def __init__(self, pool: AsyncConnectionPool[Any], schema: str, clock: Clock) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[Any], schema: str, clock: Clock
+    ) -> None:
         self.pool = pool
         self.schema = schema
         self.clock = clock
 
     async def snapshot(self, conn: AsyncConnection[Any], query: UsageQuery) -> Snapshot:
         """Position, head, freshness and the tenant's period, in `conn`'s snapshot."""
-        cur = await conn.execute(_SNAPSHOT_SQL, {"tenant": query.tenant_id}, prepare=True)
+        cur = await conn.execute(
+            _SNAPSHOT_SQL, {"tenant": query.tenant_id}, prepare=True
+        )
         row = await cur.fetchone()
         assert row is not None
         version, position, next_recorded_at, head, tz, anchor, grace = row
@@ -176,7 +193,9 @@ class UsageReader:
         )
         # as_of: the data holds everything recorded before this instant. Caught
         # up, that is now; behind, it is when the first unprocessed event came.
-        as_of = now if position >= head or next_recorded_at is None else next_recorded_at
+        as_of = (
+            now if position >= head or next_recorded_at is None else next_recorded_at
+        )
         return Snapshot(version, position, head, period, as_of)
 
     async def data(
@@ -198,10 +217,18 @@ class UsageReader:
                     _ADJUSTMENTS_SQL.format(where=where), params
                 )
         rows = [
-            UsageRow(r[3], r[4], r[5], r[6], r[7], workspace_id=r[0], product_area=r[1],
-                     usage_date=r[2])
+            UsageRow(
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                workspace_id=r[0],
+                product_area=r[1],
+                usage_date=r[2],
+            )
             for r in await rows_cur.fetchall()
-        ]  # fmt: skip
+        ]
         totals = [UsageTotal(*r) for r in await totals_cur.fetchall()]
         adjustments = (
             [LateAdjustment(*r) for r in await adjustments_cur.fetchall()]
@@ -226,7 +253,8 @@ class UsageReader:
     ) -> list[UsageTotal]:
         cur = conn.cursor(row_factory=tuple_row)
         await cur.execute(
-            _TOTALS_SQL.format(where=_where(query)), self._params(query, snapshot.period)
+            _TOTALS_SQL.format(where=_where(query)),
+            self._params(query, snapshot.period),
         )
         return [UsageTotal(*r) for r in await cur.fetchall()]
 
@@ -242,7 +270,12 @@ class UsageReader:
 
 
 def _where(query: UsageQuery) -> Composed:
-    clauses = [SQL("tenant_id = %(tenant)s AND usage_date >= %(start)s AND usage_date < %(end)s")]
+    clauses = [
+        SQL(
+            "tenant_id = %(tenant)s"
+            " AND usage_date >= %(start)s AND usage_date < %(end)s"
+        )
+    ]
     if query.workspace_id is not None:
         clauses.append(SQL("workspace_id = %(workspace)s"))
     if query.product_area is not None:
@@ -257,7 +290,9 @@ def _rows_sql(query: UsageQuery) -> Composed:
         Identifier(c) if c in kept else SQL("NULL")
         for c in ("workspace_id", "product_area", "usage_date")
     ]
-    order = SQL(", ").join(Identifier(c) for c in (*_ORDER, "unit") if c in (*kept, "unit"))
+    order = SQL(", ").join(
+        Identifier(c) for c in (*_ORDER, "unit") if c in (*kept, "unit")
+    )
     if len(kept) == len(DIMENSIONS):  # daily rows as stored: nothing to sum
         return SQL(
             "SELECT workspace_id, product_area, usage_date, unit,"

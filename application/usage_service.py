@@ -35,8 +35,13 @@ from application.usage_queries import (
 from domain.audit import AuditRecord
 
 CSV_HEADER = (
-    "workspace_id", "product_area", "usage_date", "unit", "quantity", "source_event_count",
-)  # fmt: skip
+    "workspace_id",
+    "product_area",
+    "usage_date",
+    "unit",
+    "quantity",
+    "source_event_count",
+)
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -98,9 +103,13 @@ class UsageService:
         self._encoder = msgspec.json.Encoder()
 
     async def view(
-        self, principal: Principal, query: UsageQuery, *, min_position: int | None,
+        self,
+        principal: Principal,
+        query: UsageQuery,
+        *,
+        min_position: int | None,
         request_id: str,
-    ) -> tuple[bytes, bool]:  # fmt: skip
+    ) -> tuple[bytes, bool]:
         """The encoded answer, and whether it came from the cache."""
         await self._wait_for(min_position)
         async with self.pool.connection() as conn:
@@ -119,9 +128,13 @@ class UsageService:
         return self._envelope(query, snapshot, parts), cached is not None
 
     async def export(
-        self, principal: Principal, query: UsageQuery, *, min_position: int | None,
+        self,
+        principal: Principal,
+        query: UsageQuery,
+        *,
+        min_position: int | None,
         request_id: str,
-    ) -> ExportedFile:  # fmt: skip
+    ) -> ExportedFile:
         """Write the CSV to the export store, audit it, and say where it is."""
         await self._wait_for(min_position)
         export_id = uuid4()
@@ -153,7 +166,9 @@ class UsageService:
             )
         except Exception as e:
             path.unlink(missing_ok=True)  # never keep an unaudited export
-            raise AuditUnavailable(f"export not served: audit record not written ({e})") from e
+            raise AuditUnavailable(
+                f"export not served: audit record not written ({e})"
+            ) from e
         filename = f"usage-{principal.tenant_id}-{snapshot.period.label}.csv"
         return ExportedFile(export_id, file_key, path, digest, row_count, filename)
 
@@ -201,9 +216,12 @@ class UsageService:
 
     def _key(self, query: UsageQuery, snapshot: Snapshot) -> str:
         return self.cache.key(
-            query.tenant_id, snapshot.version, snapshot.position,
-            snapshot.period.start.isoformat(), query.cache_key(),
-        )  # fmt: skip
+            query.tenant_id,
+            snapshot.version,
+            snapshot.position,
+            snapshot.period.start.isoformat(),
+            query.cache_key(),
+        )
 
     def _encode_parts(self, data: UsageData) -> tuple[bytes, bytes, bytes]:
         encode = self._encoder.encode
@@ -227,9 +245,13 @@ class UsageService:
         )
 
     async def _audit_view(
-        self, principal: Principal, query: UsageQuery, snapshot: Snapshot, row_count: int,
+        self,
+        principal: Principal,
+        query: UsageQuery,
+        snapshot: Snapshot,
+        row_count: int,
         request_id: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         try:
             await asyncio.wrap_future(
                 self.audit.submit(
@@ -244,18 +266,28 @@ class UsageService:
                 )
             )
         except Exception as e:
-            raise AuditUnavailable(f"usage not served: audit record not written ({e})") from e
+            raise AuditUnavailable(
+                f"usage not served: audit record not written ({e})"
+            ) from e
 
 
 def _period_fields(snapshot: Snapshot) -> dict[str, Any]:
     p = snapshot.period
-    return {"label": p.label, "start": p.start.isoformat(), "end": p.end.isoformat(),
-            "timezone": p.timezone}  # fmt: skip
+    return {
+        "label": p.label,
+        "start": p.start.isoformat(),
+        "end": p.end.isoformat(),
+        "timezone": p.timezone,
+    }
 
 
 def _filters(query: UsageQuery) -> dict[str, Any]:
-    return {"workspace_id": query.workspace_id, "product_area": query.product_area,
-            "group_by": list(query.group_by), "period": query.period}  # fmt: skip
+    return {
+        "workspace_id": query.workspace_id,
+        "product_area": query.product_area,
+        "group_by": list(query.group_by),
+        "period": query.period,
+    }
 
 
 def _join(parts: tuple[bytes, bytes, bytes], row_count: int) -> bytes:

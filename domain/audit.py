@@ -63,7 +63,7 @@ class AuditRecord(Aggregate):
         projection: str
 
     def __init__(self) -> None:
-        """Audit records keep no state: they are written once and read by projections."""
+        """Audit records keep no state: written once, read by projections."""
 
     @classmethod
     def record(

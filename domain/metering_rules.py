@@ -49,7 +49,7 @@ def check_occurred_within_acceptance(
     occurred_at: datetime, now: datetime, window: timedelta, *, backfill: bool
 ) -> datetime:
     """An event may not be from the future, nor older than the acceptance window."""
-    utc = _field("timestamp", as_utc, occurred_at)
+    utc: datetime = _field("timestamp", as_utc, occurred_at)
     if utc < EARLIEST_USAGE:
         raise EventRejected("timestamp", "must be on or after 2000-01-01T00:00:00Z")
     if utc > now + MAX_FUTURE_SKEW:

@@ -76,7 +76,7 @@ def period_containing(
     return period_starting(start, timezone, grace)
 
 
-def resolve_period(  # noqa: PLR0913
+def resolve_period(
     spec: str, *, now: datetime, anchor_day: int, timezone: str, grace: timedelta
 ) -> BillingPeriod:
     """Resolve `current`, `previous` or `YYYY-MM` (the month a period starts in)."""
@@ -87,7 +87,9 @@ def resolve_period(  # noqa: PLR0913
         return current.previous()
     match = _PERIOD_LABEL.fullmatch(spec)
     if match is None:
-        raise InvalidPeriod("period: must be 'current', 'previous' or YYYY-MM, e.g. 2026-11")
+        raise InvalidPeriod(
+            "period: must be 'current', 'previous' or YYYY-MM, e.g. 2026-11"
+        )
     year, month = int(match[1]), int(match[2])
     if not 1 <= month <= 12 or not 2000 <= year <= 2100:
         raise InvalidPeriod("period: must be a real month between 2000-01 and 2100-12")

@@ -90,7 +90,7 @@ class TenantBillingSettings(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.settings = settings_of(self)
 
-    def __init__(  # noqa: PLR0913 - the created event's fields
+    def __init__(
         self,
         tenant_id: str,
         timezone: str,

@@ -109,21 +109,22 @@ class UsageRecord(Aggregate):
         cls, tenant_id: str, facts: UsageFacts, *, now: datetime, backfill: bool
     ) -> UsageRecord.Recorded:
         """The event that starts a usage record (batch ingest appends it directly)."""
-        return cls.Recorded(
-            originator_id=usage_record_id(tenant_id, facts.event_id),
-            originator_version=cls.INITIAL_VERSION,
-            originator_topic=_TOPIC,
-            timestamp=now,
-            tenant_id=tenant_id,
-            event_id=facts.event_id,
-            workspace_id=facts.workspace_id,
-            product_area=facts.product_area,
-            unit=facts.unit,
-            quantity=facts.quantity,
-            occurred_at=facts.occurred_at,
-            properties=facts.properties,
-            backfill=backfill,
-        )
+        fields: dict[str, Any] = {
+            "originator_id": usage_record_id(tenant_id, facts.event_id),
+            "originator_version": cls.INITIAL_VERSION,
+            "originator_topic": _TOPIC,
+            "timestamp": now,
+            "tenant_id": tenant_id,
+            "event_id": facts.event_id,
+            "workspace_id": facts.workspace_id,
+            "product_area": facts.product_area,
+            "unit": facts.unit,
+            "quantity": facts.quantity,
+            "occurred_at": facts.occurred_at,
+            "properties": facts.properties,
+            "backfill": backfill,
+        }
+        return cls.Recorded(**fields)
 
     @property
     def facts(self) -> UsageFacts:

@@ -46,7 +46,9 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="HTTP processes")
+@click.option(
+    "--workers", default=1, show_default=True, type=int, help="HTTP processes"
+)
 def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP API and dashboard."""
     import uvicorn
@@ -79,10 +81,18 @@ def worker(processes: int, threads: int) -> None:
 
     initialise_database(_settings())
     command = [
-        sys.executable, "-m", "dramatiq", "workers.actors",
-        "--processes", str(processes), "--threads", str(threads),
-        "--queues", "ingest", "projections",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "workers.actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        "ingest",
+        "projections",
+    ]
     os.execv(sys.executable, command)  # noqa: S606 - our own interpreter and module
 
 
@@ -94,7 +104,13 @@ def worker(processes: int, threads: int) -> None:
 def token(tenant: str, roles: tuple[str, ...], sub: str, ttl: int) -> None:
     """Print a JWT signed with the configured secret (development and tests)."""
     click.echo(
-        issue_token(_settings(), tenant_id=tenant, roles=list(roles), subject=sub, ttl_seconds=ttl)
+        issue_token(
+            _settings(),
+            tenant_id=tenant,
+            roles=list(roles),
+            subject=sub,
+            ttl_seconds=ttl,
+        )
     )
 
 
@@ -118,13 +134,22 @@ def db_init() -> None:
 @click.option("--workspaces", default=5, show_default=True, type=int)
 @click.option("--product-areas", default=5, show_default=True, type=int)
 @click.option("--days", default=90, show_default=True, type=int)
-@click.option("--events-per-day", default=24, show_default=True, type=int,
-              help="Per workspace and product area")  # fmt: skip
+@click.option(
+    "--events-per-day",
+    default=24,
+    show_default=True,
+    type=int,
+    help="Per workspace and product area",
+)
 @click.option("--seed", "seed_value", default=7, show_default=True, type=int)
 def seed(  # noqa: PLR0913
-    tenants: int, workspaces: int, product_areas: int, days: int, events_per_day: int,
+    tenants: int,
+    workspaces: int,
+    product_areas: int,
+    days: int,
+    events_per_day: int,
     seed_value: int,
-) -> None:  # fmt: skip
+) -> None:
     """Load deterministic demo usage through the real ingest path."""
     from application.audit import AuditWriter
     from application.clock import utc_now
@@ -133,19 +158,28 @@ def seed(  # noqa: PLR0913
     from application.seeding import seed as run_seed
 
     settings = _settings()
-    plan = SeedPlan(tenants, workspaces, product_areas, days, events_per_day, seed_value)
+    plan = SeedPlan(
+        tenants, workspaces, product_areas, days, events_per_day, seed_value
+    )
     with _write_side(settings) as ws:
         audit = AuditWriter(ws.audit, clock=utc_now)
         ingestor = Ingestor(ws.metering, ws.tenants, clock=utc_now, max_events=10_000)
         try:
             with click.progressbar(
-                length=plan.expected_events, label="seeding usage", show_eta=True,
-                show_pos=True, file=sys.stderr,
-            ) as bar:  # fmt: skip
+                length=plan.expected_events,
+                label="seeding usage",
+                show_eta=True,
+                show_pos=True,
+                file=sys.stderr,
+            ) as bar:
                 report = run_seed(
-                    plan, ingestor=ingestor, tenants=ws.tenants, audit=audit,
-                    clock=utc_now, progress=bar.update,
-                )  # fmt: skip
+                    plan,
+                    ingestor=ingestor,
+                    tenants=ws.tenants,
+                    audit=audit,
+                    clock=utc_now,
+                    progress=bar.update,
+                )
         finally:
             audit.close()
     click.echo(
@@ -190,6 +224,7 @@ def projections_rebuild(name: str) -> None:
         with click.progressbar(
             length=1, label=f"rebuilding {name}", show_eta=True, file=sys.stderr
         ) as bar:
+
             def progress(done: int, total: int) -> None:
                 bar.length = max(total, done, 1)
                 bar.update(done - bar.pos)
@@ -216,7 +251,10 @@ def dead_letters() -> None:
         click.echo("no dead letters")
     for message_id, raw in sorted(entries.items()):
         record = json.loads(raw)
-        click.echo(f"{message_id.decode()}  {record['queue']}/{record['actor']}: {record['reason']}")
+        click.echo(
+            f"{message_id.decode()}  {record['queue']}/{record['actor']}:"
+            f" {record['reason']}"
+        )
 
 
 @main.command()
@@ -228,14 +266,15 @@ def demo(port: int, reseed: bool) -> None:
     with _write_side(settings) as ws:
         empty = ws.metering.head_position() == 0
     if empty or reseed:
-        subprocess.run([sys.executable, "-m", "interfaces.cli", "seed"], check=True)  # noqa: S603
-    worker_process = subprocess.Popen(  # noqa: S603
+        subprocess.run([sys.executable, "-m", "interfaces.cli", "seed"], check=True)
+    worker_process = subprocess.Popen(
         [sys.executable, "-m", "interfaces.cli", "worker", "--processes", "1"]
     )
     _print_welcome(settings, port)
     try:
         subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)], check=False
+            [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)],
+            check=False,
         )
     finally:
         worker_process.send_signal(signal.SIGTERM)
@@ -244,10 +283,15 @@ def demo(port: int, reseed: bool) -> None:
 
 def _print_welcome(settings: Settings, port: int) -> None:
     tokens = {
-        role: issue_token(settings, tenant_id="t_acme", roles=[role], subject=f"demo-{role}",
-                          ttl_seconds=12 * 3600)
+        role: issue_token(
+            settings,
+            tenant_id="t_acme",
+            roles=[role],
+            subject=f"demo-{role}",
+            ttl_seconds=12 * 3600,
+        )
         for role in ("admin", "ops", "auditor", "metering")
-    }  # fmt: skip
+    }
     base = f"http://127.0.0.1:{port}"
     click.echo(
         f"""

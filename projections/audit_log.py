@@ -13,8 +13,15 @@ from domain.audit import AuditRecord
 from projections.base import Notified, Projection
 
 AUDIT_LOG = "billing_audit_log"
-_COMMON = {"originator_id", "originator_version", "originator_topic", "timestamp",
-           "tenant_id", "actor_id", "request_id"}  # fmt: skip
+_COMMON = {
+    "originator_id",
+    "originator_version",
+    "originator_topic",
+    "timestamp",
+    "tenant_id",
+    "actor_id",
+    "request_id",
+}
 
 
 def audit_row(item: Notified) -> tuple[Any, ...] | None:

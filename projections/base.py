@@ -47,7 +47,7 @@ class Projection(ABC):
             SQL("CREATE TABLE IF NOT EXISTS {}.{} ({})").format(
                 Identifier(schema),
                 Identifier(self.table_name(view, version)),
-                SQL(columns),  # type: ignore[arg-type] # our own constant DDL
+                SQL(columns),  # our own constant DDL
             )
             for view, columns in self.tables.items()
         ]
@@ -56,7 +56,7 @@ class Projection(ABC):
                 Identifier(f"{self.table_name(view, version)}_{suffix}"),
                 Identifier(schema),
                 Identifier(self.table_name(view, version)),
-                SQL(columns),  # type: ignore[arg-type]
+                SQL(columns),
             )
             for view, suffix, columns in self.indexes
         ]
@@ -70,4 +70,4 @@ class Projection(ABC):
     def write(
         self, cursor: Cursor[Any], schema: str, version: int, changes: Any
     ) -> None:
-        """Write `changes` to version `version`'s tables, in the caller's transaction."""
+        """Write `changes` to one version's tables, in the caller's transaction."""

@@ -67,7 +67,8 @@ class UsageExportsProjection(Projection):
                     "INSERT INTO {} (export_id, tenant_id, workspace_id,"
                     " requested_by_id, period_start, period_end, file_key, row_count,"
                     " totals, sha256, created_at, read_model_position, position)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb,"
+                    " %s, %s, %s, %s)"
                 ).format(Identifier(schema, self.table_name(EXPORTS, version))),
                 rows,
             )

@@ -38,26 +38,49 @@ class Harness:
     ingestor: Ingestor
     corrections: Corrections
 
-    def send(self, tenant: str, events: list[dict[str, Any]], *, at: datetime,
-             backfill: bool = True) -> IngestResponse:  # fmt: skip
+    def send(
+        self,
+        tenant: str,
+        events: list[dict[str, Any]],
+        *,
+        at: datetime,
+        backfill: bool = True,
+    ) -> IngestResponse:
         self.clock.now = at
-        return self.ingestor.ingest(tenant, msgspec.json.encode(events), backfill=backfill)
+        return self.ingestor.ingest(
+            tenant, msgspec.json.encode(events), backfill=backfill
+        )
 
     def void(self, tenant: str, event_id: str, *, at: datetime) -> None:
         self.clock.now = at
         self.corrections.apply(tenant, "ops", "req", VoidEvent(event_id, "test"))
 
-    def amend(self, tenant: str, event_id: str, quantity: Decimal, *, at: datetime) -> None:
+    def amend(
+        self, tenant: str, event_id: str, quantity: Decimal, *, at: datetime
+    ) -> None:
         self.clock.now = at
-        self.corrections.apply(tenant, "ops", "req", AmendEvent(event_id, quantity, "test"))
+        self.corrections.apply(
+            tenant, "ops", "req", AmendEvent(event_id, quantity, "test")
+        )
 
-    def set_calendar(self, tenant: str, timezone: str, anchor: int = 1, grace_hours: int = 72,
-                     *, at: datetime) -> None:  # fmt: skip
+    def set_calendar(
+        self,
+        tenant: str,
+        timezone: str,
+        anchor: int = 1,
+        grace_hours: int = 72,
+        *,
+        at: datetime,
+    ) -> None:
         settings = BillingSettings(timezone, anchor, grace_hours)
-        self.write_side.tenants.change_settings(tenant, settings, actor_id="ops", now=at)
+        self.write_side.tenants.change_settings(
+            tenant, settings, actor_id="ops", now=at
+        )
 
     def project(self, max_events: int | None = None) -> int:
-        return self.write_side.projector.advance("billing_usage_daily", max_events=max_events)
+        return self.write_side.projector.advance(
+            "billing_usage_daily", max_events=max_events
+        )
 
     def rows(self) -> dict[Any, Any]:
         with psycopg.connect(self.write_side.settings.conninfo()) as conn:
@@ -72,9 +95,15 @@ def harness_for(write_side: WriteSide, start: datetime) -> Iterator[Harness]:
         yield Harness(
             write_side,
             clock,
-            Ingestor(write_side.metering, write_side.tenants, clock=clock, max_events=10_000),
+            Ingestor(
+                write_side.metering, write_side.tenants, clock=clock, max_events=10_000
+            ),
             Corrections(
-                write_side.metering, write_side.tenants, write_side.projector, audit, clock=clock
+                write_side.metering,
+                write_side.tenants,
+                write_side.projector,
+                audit,
+                clock=clock,
             ),
         )
     finally:

@@ -49,10 +49,14 @@ class Oracle:
     changes: list[Change] = field(default_factory=list)
     calendars: dict[str, Calendar] = field(default_factory=dict)
 
-    def record(self, tenant: str, payload: dict[str, Any], recorded_at: datetime) -> str:
+    def record(
+        self, tenant: str, payload: dict[str, Any], recorded_at: datetime
+    ) -> str:
         """What the store should say about an event (first copy wins, forever)."""
         key = (tenant, payload["id"])
-        if datetime.fromisoformat(payload["timestamp"]) > recorded_at + timedelta(minutes=5):
+        if datetime.fromisoformat(payload["timestamp"]) > recorded_at + timedelta(
+            minutes=5
+        ):
             return "rejected"  # from the future
         if key in self.records:
             same = self.records[key].payload == payload
@@ -67,10 +71,14 @@ class Oracle:
         if record is None or record.voided:
             return False
         record.voided = True
-        self._change(tenant, record.payload, recorded_at, -record.quantity, -1, "voided")
+        self._change(
+            tenant, record.payload, recorded_at, -record.quantity, -1, "voided"
+        )
         return True
 
-    def amend(self, tenant: str, event_id: str, quantity: Decimal, recorded_at: datetime) -> bool:
+    def amend(
+        self, tenant: str, event_id: str, quantity: Decimal, recorded_at: datetime
+    ) -> bool:
         record = self.records.get((tenant, event_id))
         if record is None or record.voided or record.quantity == quantity:
             return False
@@ -78,18 +86,36 @@ class Oracle:
         self._change(tenant, record.payload, recorded_at, delta, 0, "amended")
         return True
 
-    def _change(  # noqa: PLR0913
-        self, tenant: str, p: dict[str, Any], at: datetime, delta: Decimal, count: int, kind: str
+    def _change(
+        self,
+        tenant: str,
+        p: dict[str, Any],
+        at: datetime,
+        delta: Decimal,
+        count: int,
+        kind: str,
     ) -> None:
         occurred = datetime.fromisoformat(p["timestamp"])
         self.changes.append(
-            Change(tenant, p["workspace_id"], p["product_area"].strip().lower(),
-                   p["unit"].strip().lower(), occurred, at, delta, count, kind)
-        )  # fmt: skip
+            Change(
+                tenant,
+                p["workspace_id"],
+                p["product_area"].strip().lower(),
+                p["unit"].strip().lower(),
+                occurred,
+                at,
+                delta,
+                count,
+                kind,
+            )
+        )
 
     def daily(self) -> dict[Key, tuple[Any, ...]]:
-        """(period_start, quantity, events, first reported, late events, adjustment, adjusted)."""
-        rows: dict[Key, list[Any]] = defaultdict(lambda: [None, Decimal(0), 0, Decimal(0), 0, Decimal(0), 0])
+        """Per key: period_start, quantity, events, first reported, late events,
+        adjustment, adjusted."""
+        rows: dict[Key, list[Any]] = defaultdict(
+            lambda: [None, Decimal(0), 0, Decimal(0), 0, Decimal(0), 0]
+        )
         for c in self.changes:
             cal = self.calendars.get(c.tenant, Calendar())
             zone = ZoneInfo(cal.timezone)
@@ -97,9 +123,17 @@ class Oracle:
             day_ends = datetime.combine(day + timedelta(days=1), time(0), zone)
             start = date(day.year, day.month, cal.anchor)
             if day.day < cal.anchor:
-                start = date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, cal.anchor)
-            end = date(start.year + (start.month == 12), start.month % 12 + 1, cal.anchor)
-            closes = datetime.combine(end, time(0), zone) + timedelta(hours=cal.grace_hours)
+                start = date(
+                    start.year - (start.month == 1),
+                    (start.month - 2) % 12 + 1,
+                    cal.anchor,
+                )
+            end = date(
+                start.year + (start.month == 12), start.month % 12 + 1, cal.anchor
+            )
+            closes = datetime.combine(end, time(0), zone) + timedelta(
+                hours=cal.grace_hours
+            )
             row = rows[(c.tenant, day, c.workspace, c.area, c.unit)]
             row[0] = start
             row[1] += c.delta
@@ -114,20 +148,30 @@ class Oracle:
         return {k: tuple(v) for k, v in rows.items()}
 
     def totals(
-        self, tenant: str, start: date, end: date, workspace: str | None = None,
+        self,
+        tenant: str,
+        start: date,
+        end: date,
+        workspace: str | None = None,
         area: str | None = None,
-    ) -> dict[tuple[str, str], Decimal]:  # fmt: skip
+    ) -> dict[tuple[str, str], Decimal]:
         """Quantity per (product area, unit) of a tenant's days in [start, end)."""
         out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for (t, day, ws, pa, unit), row in self.daily().items():
-            if t == tenant and start <= day < end and workspace in (None, ws) and area in (None, pa):
+            if (
+                t == tenant
+                and start <= day < end
+                and workspace in (None, ws)
+                and area in (None, pa)
+            ):
                 out[(pa, unit)] += row[1]
         return dict(out)
 
 
 DAILY_SQL = (
-    "SELECT tenant_id, usage_date, workspace_id, product_area, unit, period_start, quantity,"
-    " source_event_count, first_reported_quantity, late_event_count, adjustment_quantity,"
+    "SELECT tenant_id, usage_date, workspace_id, product_area, unit, period_start,"
+    " quantity, source_event_count, first_reported_quantity, late_event_count,"
+    " adjustment_quantity,"
     " adjustment_count FROM billing_usage_daily"
 )
 

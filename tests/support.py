@@ -18,7 +18,9 @@ from application.tokens import issue_token
 NOW = datetime.now(UTC)
 
 
-def auth(settings: Settings, tenant: str = "t_acme", *roles: str, sub: str = "tester") -> dict[str, str]:
+def auth(
+    settings: Settings, tenant: str = "t_acme", *roles: str, sub: str = "tester"
+) -> dict[str, str]:
     """Authorization header of a valid token."""
     token = issue_token(settings, tenant_id=tenant, roles=list(roles), subject=sub)
     return {"Authorization": f"Bearer {token}"}
@@ -73,7 +75,7 @@ class Process:
     """A `billing` subprocess whose output is watched line by line."""
 
     def __init__(self, args: Iterable[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "interfaces.cli", *args],
             env=env,
             stdout=subprocess.PIPE,
@@ -95,15 +97,22 @@ class Process:
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for_output(self, text: str, *, count: int = 1, timeout: float = 60.0) -> None:
+    def wait_for_output(
+        self, text: str, *, count: int = 1, timeout: float = 60.0
+    ) -> None:
         """Block until `text` has appeared `count` times in the output."""
 
         def seen() -> bool:
-            return sum(text in line for line in self.lines) >= count or self.proc.poll() is not None
+            return (
+                sum(text in line for line in self.lines) >= count
+                or self.proc.poll() is not None
+            )
 
         with self._changed:
             if not self._changed.wait_for(seen, timeout=timeout):
-                raise TimeoutError(f"{text!r} not seen in {timeout} s:\n{self.output()}")
+                raise TimeoutError(
+                    f"{text!r} not seen in {timeout} s:\n{self.output()}"
+                )
         if sum(text in line for line in self.lines) < count:
             raise RuntimeError(f"process exited before {text!r}:\n{self.output()}")
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 broker.add_middleware(ProjectorService())
 
 
-class UnprocessableMessage(Exception):  # noqa: N818 - reads as a sentence
+class UnprocessableMessage(Exception):
     """Retrying cannot help (bad token, malformed batch): dead-letter it now."""
 
 
@@ -56,7 +56,9 @@ def ingest_events(token: str, events: Any) -> dict[str, Any]:
         "rejected": response.rejected,
         "position": response.position,
     }
-    log.info("ingested a queued batch", extra={"tenant_id": principal.tenant_id} | summary)
+    log.info(
+        "ingested a queued batch", extra={"tenant_id": principal.tenant_id} | summary
+    )
     for result in response.results:
         if result.status in ("rejected", "conflict"):
             log.warning(

@@ -36,13 +36,21 @@ class DeadLetterReasons(Middleware):
         self.channel = dead_letter_channel(namespace)
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None,
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: Any = None,
         exception: BaseException | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if exception is not None:
-            message.options["billing_failure"] = f"{type(exception).__name__}: {exception}"
+            message.options["billing_failure"] = (
+                f"{type(exception).__name__}: {exception}"
+            )
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(
+        self, broker: dramatiq.Broker, message: dramatiq.Message
+    ) -> None:
         message.options.setdefault("billing_failure", "skipped (message too old)")
 
     def after_nack(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:

@@ -18,8 +18,8 @@ class ProjectorService(Middleware):
         self.daemon: ProjectionDaemon | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        from workers.actors import rebuild_projection  # noqa: PLC0415 - import cycle
-        from workers.runtime import write_side  # noqa: PLC0415 - after the fork
+        from workers.actors import rebuild_projection
+        from workers.runtime import write_side
 
         self.daemon = ProjectionDaemon(
             write_side(),

@@ -26,7 +26,10 @@ def ingestor() -> Ingestor:
     with _lock:
         if "ingestor" not in _state:
             _state["ingestor"] = Ingestor(
-                ws.metering, ws.tenants, clock=utc_now, max_events=settings.max_batch_events
+                ws.metering,
+                ws.tenants,
+                clock=utc_now,
+                max_events=settings.max_batch_events,
             )
     return _state["ingestor"]  # type: ignore[return-value]
 

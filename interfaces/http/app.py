@@ -70,9 +70,12 @@ def build_services(settings: Settings) -> ApiServices:
             max_events=settings.max_batch_events,
         ),
         corrections=Corrections(
-            write_side.metering, write_side.tenants, write_side.projector, audit,
+            write_side.metering,
+            write_side.tenants,
+            write_side.projector,
+            audit,
             clock=utc_now,
-        ),  # fmt: skip
+        ),
         verifier=TokenVerifier(settings),
         metrics=Metrics(),
         redis=aioredis.Redis.from_url(
@@ -143,10 +146,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             *ROUTES,
             create_static_files_router(
-                path="/static", directories=[STATIC_DIR], opt={"exclude_from_auth": True},
+                path="/static",
+                directories=[STATIC_DIR],
+                opt={"exclude_from_auth": True},
                 include_in_schema=False,
             ),
-        ],  # fmt: skip
+        ],
         dependencies={"services": Provide(provide_services)},
         middleware=[
             RequestContextMiddleware(services.metrics),
@@ -155,9 +160,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State(
-            {"verifier": services.verifier, "audit_writer": services.audit,
-             "settings": settings, "services": services}
-        ),  # fmt: skip
+            {
+                "verifier": services.verifier,
+                "audit_writer": services.audit,
+                "settings": settings,
+                "services": services,
+            }
+        ),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Usage-based billing dashboard API",
@@ -165,7 +174,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             components=Components(
                 security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", bearer_format="JWT"
+                    )
                 }
             ),
             security=[{"bearer": []}],

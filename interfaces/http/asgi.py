@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from litestar import Litestar
 
+from application.logs import configure_logging
 from application.settings import Settings
 from interfaces.http.app import create_app
-from application.logs import configure_logging
 
 
 def create() -> Litestar:

@@ -27,7 +27,8 @@ def parse_since(value: str | None) -> datetime | None:
         return as_utc(datetime.fromisoformat(value))
     except (ValueError, InvalidValue):
         raise InvalidAuditQuery(
-            "since: must be an ISO 8601 time with a UTC offset, e.g. 2026-11-01T00:00:00Z"
+            "since: must be an ISO 8601 time with a UTC offset,"
+            " e.g. 2026-11-01T00:00:00Z"
         ) from None
 
 
@@ -41,7 +42,7 @@ class AuditController(Controller):
         self,
         request: Request[Principal, Any, Any],
         services: NamedDependency[ApiServices],
-        type: FromQuery[str | None] = None,  # noqa: A002 - the contract's name
+        type: FromQuery[str | None] = None,
         since: FromQuery[str | None] = None,
         after: FromQuery[str | None] = None,
         limit: FromQuery[str | None] = None,
@@ -66,7 +67,9 @@ class AuditController(Controller):
         export_id: FromPath[UUID],
         services: NamedDependency[ApiServices],
     ) -> Stream:
-        record = await services.audit_reader.get_export(request.user.tenant_id, export_id)
+        record = await services.audit_reader.get_export(
+            request.user.tenant_id, export_id
+        )
         path = services.settings.export_dir / record["file_key"] if record else None
         if record is None or path is None or not path.is_file():
             raise NotFoundException(f"export {export_id} not found")

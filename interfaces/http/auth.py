@@ -21,6 +21,7 @@ from domain.audit import AuditRecord
 
 log = logging.getLogger(__name__)
 
+
 class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
     """Authenticates every route not marked `exclude_from_auth`."""
 

@@ -27,7 +27,9 @@ from interfaces.http.services import ApiServices
 _POSITION = re.compile(r"\d{1,18}")
 
 
-async def requires_enabled_tenant(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+async def requires_enabled_tenant(
+    connection: ASGIConnection, _: BaseRouteHandler
+) -> None:  # type: ignore[type-arg]
     """The BILLING_ENABLED_TENANTS rollout flag: others see no billing endpoints."""
     settings = connection.app.state.settings
     if not settings.tenant_enabled(connection.user.tenant_id):
@@ -89,13 +91,18 @@ class BillingController(Controller):
         separated; all three by default). `min_position` waits briefly for the
         read model to reach an ingest response's position."""
         query = UsageQuery.parse(
-            request.user.tenant_id, period=period, workspace_id=workspace_id,
-            product_area=product_area, group_by=group_by,
-        )  # fmt: skip
+            request.user.tenant_id,
+            period=period,
+            workspace_id=workspace_id,
+            product_area=product_area,
+            group_by=group_by,
+        )
         body, hit = await services.usage.view(
-            request.user, query, min_position=parse_position(min_position),
+            request.user,
+            query,
+            min_position=parse_position(min_position),
             request_id=request_id(request),
-        )  # fmt: skip
+        )
         services.metrics.cache.labels("hit" if hit else "miss").inc()
         return Response(
             body,  # type: ignore[arg-type] # pre-encoded UsageResponse
@@ -121,13 +128,18 @@ class BillingController(Controller):
         """Columns: workspace_id, product_area, usage_date, unit, quantity,
         source_event_count. The bytes are kept under X-Export-File-Key."""
         query = UsageQuery.parse(
-            request.user.tenant_id, period=period, workspace_id=workspace_id,
-            product_area=product_area, group_by=group_by,
-        )  # fmt: skip
+            request.user.tenant_id,
+            period=period,
+            workspace_id=workspace_id,
+            product_area=product_area,
+            group_by=group_by,
+        )
         exported = await services.usage.export(
-            request.user, query, min_position=parse_position(min_position),
+            request.user,
+            query,
+            min_position=parse_position(min_position),
             request_id=request_id(request),
-        )  # fmt: skip
+        )
         return Stream(
             _file_chunks(exported.path),
             media_type="text/csv; charset=utf-8",

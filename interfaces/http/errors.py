@@ -37,7 +37,9 @@ class UnknownProjection(LookupError):
     """No read model of that name."""
 
 
-def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
+def _error(
+    status: int, detail: str, headers: dict[str, str] | None = None
+) -> Response[Any]:
     return Response(
         {"status_code": status, "detail": detail}, status_code=status, headers=headers
     )
@@ -47,11 +49,15 @@ def malformed_batch(_: Request[Any, Any, Any], exc: MalformedBatch) -> Response[
     return _error(413 if exc.too_large else 400, str(exc))
 
 
-def invalid_body(_: Request[Any, Any, Any], exc: msgspec.ValidationError) -> Response[Any]:
+def invalid_body(
+    _: Request[Any, Any, Any], exc: msgspec.ValidationError
+) -> Response[Any]:
     return _error(400, field_error(str(exc)))
 
 
-def undecodable_body(_: Request[Any, Any, Any], exc: msgspec.DecodeError) -> Response[Any]:
+def undecodable_body(
+    _: Request[Any, Any, Any], exc: msgspec.DecodeError
+) -> Response[Any]:
     return _error(400, f"body: is not valid JSON ({exc})")
 
 
@@ -77,7 +83,9 @@ def retry_later(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 def database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("database unavailable: %s", type(exc).__name__)
-    return _error(503, "the database is unavailable; retry shortly", {"Retry-After": "5"})
+    return _error(
+        503, "the database is unavailable; retry shortly", {"Retry-After": "5"}
+    )
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

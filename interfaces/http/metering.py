@@ -60,7 +60,9 @@ class MeteringController(Controller):
         summary="Record a batch of metering events (at most 10,000)",
     )
     async def record_events(
-        self, request: Request[Principal, Any, Any], services: NamedDependency[ApiServices]
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
     ) -> IngestResponse:
         """Each event is accepted, a duplicate, a conflict or rejected (with why).
 
@@ -83,7 +85,9 @@ class MeteringController(Controller):
         summary="Record historical usage older than the acceptance window (audited)",
     )
     async def backfill_events(
-        self, request: Request[Principal, Any, Any], services: NamedDependency[ApiServices]
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
     ) -> IngestResponse:
         """Same body and answer as /events; only ops may load old history."""
         body = await request.body()
@@ -112,11 +116,15 @@ class MeteringController(Controller):
         "/corrections",
         guards=[requires_role("ops")],
         status_code=200,
-        dependencies={"_body": Provide(_documents_correction_body, sync_to_thread=False)},
+        dependencies={
+            "_body": Provide(_documents_correction_body, sync_to_thread=False)
+        },
         summary="Void or amend an event, or void a range (dry run by default)",
     )
     async def apply_correction(
-        self, request: Request[Principal, Any, Any], services: NamedDependency[ApiServices]
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
     ) -> CorrectionResult:
         """A correction adds events to the history; the original stays."""
         correction = _correction_decoder.decode(await request.body())

@@ -28,7 +28,20 @@ class Metrics:
             "HTTP request latency by route",
             ["method", "route", "status"],
             registry=r,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                10,
+            ),
         )
         self.request_errors = Counter(
             "billing_http_request_errors_total",
@@ -70,7 +83,9 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "billing_queue_depth", "Messages waiting in a Dramatiq queue", ["queue"],
+            "billing_queue_depth",
+            "Messages waiting in a Dramatiq queue",
+            ["queue"],
             registry=r,
         )
 
@@ -83,7 +98,9 @@ class RequestContextMiddleware(ASGIMiddleware):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp
+    ) -> None:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
         started = time.perf_counter()
@@ -103,7 +120,9 @@ class RequestContextMiddleware(ASGIMiddleware):
         finally:
             self._record(scope, status, time.perf_counter() - started, request_id)
 
-    def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+    def _record(
+        self, scope: Scope, status: int, seconds: float, request_id: str
+    ) -> None:
         route = scope.get("path_template") or "unmatched"  # type: ignore[call-overload]
         method = scope.get("method", "")  # type: ignore[call-overload]
         labels = (method, route, str(status))

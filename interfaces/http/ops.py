@@ -64,14 +64,22 @@ def projection_out(status: ProjectionStatus) -> ProjectionOut:
         status.live_version,
         status.building_version,
         status.rebuild_running,
-        [UpstreamOut(u.upstream, u.position, u.head, u.lag_events, round(u.lag_seconds, 3))
-         for u in status.upstreams],
-    )  # fmt: skip
+        [
+            UpstreamOut(
+                u.upstream, u.position, u.head, u.lag_events, round(u.lag_seconds, 3)
+            )
+            for u in status.upstreams
+        ],
+    )
 
 
 def _settings_out(tenant_id: str, s: BillingSettings) -> SettingsOut:
     return SettingsOut(
-        tenant_id, s.timezone, s.period_anchor_day, s.grace_hours, s.acceptance_window_days
+        tenant_id,
+        s.timezone,
+        s.period_anchor_day,
+        s.grace_hours,
+        s.acceptance_window_days,
     )
 
 
@@ -118,7 +126,9 @@ class OpsController(Controller):
 
     @get("/settings", summary="The tenant's billing settings")
     async def get_settings(
-        self, request: Request[Principal, Any, Any], services: NamedDependency[ApiServices]
+        self,
+        request: Request[Principal, Any, Any],
+        services: NamedDependency[ApiServices],
     ) -> SettingsOut:
         tenant = request.user.tenant_id
         settings = await anyio.to_thread.run_sync(
@@ -136,8 +146,12 @@ class OpsController(Controller):
         """Read models re-bucket the tenant's usage in its new calendar."""
         principal = request.user
         tenants = services.write_side.tenants
-        current = await anyio.to_thread.run_sync(tenants.get_settings, principal.tenant_id)
-        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+        current = await anyio.to_thread.run_sync(
+            tenants.get_settings, principal.tenant_id
+        )
+        changes = {
+            k: v for k, v in msgspec.structs.asdict(data).items() if v is not None
+        }
         wanted = dataclasses.replace(current, **changes).checked()
         await anyio.to_thread.run_sync(
             partial(

@@ -11,11 +11,11 @@ from application.audit import AuditWriter
 from application.audit_queries import AuditReader
 from application.bootstrap import WriteSide
 from application.corrections import Corrections
-from application.recording import Ingestor
 from application.positions import PositionWatcher
+from application.recording import Ingestor
 from application.settings import Settings
-from application.usage_service import UsageService
 from application.tokens import TokenVerifier
+from application.usage_service import UsageService
 from interfaces.http.observability import Metrics
 
 

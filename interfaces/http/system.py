@@ -33,12 +33,16 @@ class SystemController(Controller):
     @get("/readyz", summary="Readiness: PostgreSQL and Redis answer")
     async def readyz(self, services: NamedDependency[ApiServices]) -> Response[Health]:
         checks = {
-            "postgres": await _check(anyio.to_thread.run_sync(_ping_postgres, services)),
+            "postgres": await _check(
+                anyio.to_thread.run_sync(_ping_postgres, services)
+            ),
             "redis": await _check(services.redis.ping()),
         }
         ready = all(v == "ok" for v in checks.values())
-        return Response(Health("ok" if ready else "unavailable", checks),
-                        status_code=200 if ready else 503)  # fmt: skip
+        return Response(
+            Health("ok" if ready else "unavailable", checks),
+            status_code=200 if ready else 503,
+        )
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
     async def metrics(self, services: NamedDependency[ApiServices]) -> Response[bytes]:

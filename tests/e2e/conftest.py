@@ -32,7 +32,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service(real_services: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(
+    real_services: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     """API and worker as an operator runs them, on a schema of their own."""
     schema = f"e2e_{uuid.uuid4().hex[:10]}"
     settings = Settings(

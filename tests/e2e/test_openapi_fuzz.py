@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings as hyp_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
 from schemathesis import GenerationMode
 
 from tests.e2e.conftest import Service
@@ -29,21 +30,30 @@ def identities(service: Service) -> list[dict[str, str]]:
 
 
 def check_operation(operation: Any, service: Service, mode: GenerationMode) -> None:
-    @hyp_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @hyp_settings(
+        max_examples=25, deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def no_server_error(case: Any) -> None:
         for headers in identities(service):
             response = case.call(base_url=service.base_url, headers=headers, timeout=30)
-            assert response.status_code < 500, (case.as_curl_command(headers), response.text)
+            assert response.status_code < 500, (
+                case.as_curl_command(headers),
+                response.text,
+            )
             content_type = (response.headers.get("content-type") or [""])[0]
-            if response.status_code >= 400 and content_type.startswith("application/json"):
+            if response.status_code >= 400 and content_type.startswith(
+                "application/json"
+            ):
                 assert {"status_code", "detail"} <= set(response.json())
 
     no_server_error()
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_request_makes_the_server_fail(service: Service, mode: GenerationMode) -> None:
+def test_no_request_makes_the_server_fail(
+    service: Service, mode: GenerationMode
+) -> None:
     schema = schemathesis.openapi.from_url(f"{service.base_url}/schema/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 12  # every documented operation is exercised

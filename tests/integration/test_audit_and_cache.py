@@ -21,13 +21,18 @@ USAGE = "/api/billing/usage"
 
 def audit_counts(settings: Settings) -> dict[str, int]:
     with psycopg.connect(settings.conninfo()) as conn:
-        rows = conn.execute("SELECT topic, count(*) FROM audit_events GROUP BY topic").fetchall()
+        rows = conn.execute(
+            "SELECT topic, count(*) FROM audit_events GROUP BY topic"
+        ).fetchall()
     return {topic.rsplit(".", 1)[-1]: n for topic, n in rows}
 
 
 def ingest(client: TestClient[Any], settings: Settings, *ids: str) -> int:
-    response = client.post("/api/metering/events", json=[event(i) for i in ids],
-                           headers=auth(settings, "t_acme", "metering"))  # fmt: skip
+    response = client.post(
+        "/api/metering/events",
+        json=[event(i) for i in ids],
+        headers=auth(settings, "t_acme", "metering"),
+    )
     return int(response.json()["position"])
 
 
@@ -38,14 +43,24 @@ def test_each_view_and_export_writes_exactly_one_audit_record(
     admin = auth(settings, "t_acme", "admin", sub="ann")
 
     for _ in range(3):
-        assert client.get(USAGE, params={"min_position": position}, headers=admin).status_code == 200
+        assert (
+            client.get(
+                USAGE, params={"min_position": position}, headers=admin
+            ).status_code
+            == 200
+        )
     assert client.get(f"{USAGE}/export", headers=admin).status_code == 200
 
     assert audit_counts(settings) == {"UsageViewed": 3, "UsageExported": 1}
     caught_up(app.state.services.write_side)
-    viewed = client.get("/api/audit/events", params={"type": "UsageViewed"},
-                        headers=auth(settings, "t_acme", "auditor")).json()  # fmt: skip
-    assert [(e["actor_id"], e["details"]["position"]) for e in viewed] == [("ann", position)] * 3
+    viewed = client.get(
+        "/api/audit/events",
+        params={"type": "UsageViewed"},
+        headers=auth(settings, "t_acme", "auditor"),
+    ).json()
+    assert [(e["actor_id"], e["details"]["position"]) for e in viewed] == [
+        ("ann", position)
+    ] * 3
     assert len({e["request_id"] for e in viewed}) == 3
 
 
@@ -71,7 +86,8 @@ def test_when_the_audit_record_cannot_be_written_nothing_is_served(
     for response in (view, export):
         assert response.status_code == 503
         assert "audit record not written" in response.json()["detail"]
-        assert "rows" not in response.text and "workspace_id" not in response.text
+        assert "rows" not in response.text
+        assert "workspace_id" not in response.text
     assert not list(settings.export_dir.rglob("*.csv"))
 
 
@@ -86,7 +102,11 @@ def test_a_cached_answer_is_never_older_than_the_read_model(
     second = ingest(client, settings, "e2")
     after = client.get(USAGE, params={"min_position": second}, headers=admin)
 
-    assert (miss.headers["x-cache"], hit.headers["x-cache"], after.headers["x-cache"]) == ("miss", "hit", "miss")
+    assert (
+        miss.headers["x-cache"],
+        hit.headers["x-cache"],
+        after.headers["x-cache"],
+    ) == ("miss", "hit", "miss")
     assert hit.json()["rows"] == miss.json()["rows"]
     assert after.json()["position"] >= second
     assert after.json()["rows"][0]["source_event_count"] == 2
@@ -96,7 +116,11 @@ def test_cache_entries_are_never_shared_across_tenants(
     client: TestClient[Any], settings: Settings, projecting: Any
 ) -> None:
     position = ingest(client, settings, "e1")
-    client.get(USAGE, params={"min_position": position}, headers=auth(settings, "t_acme", "admin"))
+    client.get(
+        USAGE,
+        params={"min_position": position},
+        headers=auth(settings, "t_acme", "admin"),
+    )
 
     other = client.get(USAGE, headers=auth(settings, "t_other", "admin"))
 
@@ -117,8 +141,20 @@ def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     if binary is None:
         pytest.fail("redis-server is not installed")
     port = free_port()
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",  # noqa: S603
-                               "--appendonly", "no"], stdout=subprocess.PIPE)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.PIPE,
+    )
     assert server.stdout is not None
     for line in server.stdout:
         if b"Ready to accept connections" in line:

@@ -43,7 +43,9 @@ def protected_routes(app: Litestar) -> list[tuple[str, str]]:
     return routes
 
 
-def call(client: TestClient[Any], method: str, path: str, headers: dict[str, str]) -> Any:
+def call(
+    client: TestClient[Any], method: str, path: str, headers: dict[str, str]
+) -> Any:
     body = [event("e1")] if method == "POST" else None
     if method == "PATCH":
         body = {"grace_hours": 48}
@@ -54,9 +56,15 @@ def call(client: TestClient[Any], method: str, path: str, headers: dict[str, str
 
 def test_the_route_table_has_every_documented_area(app: Litestar) -> None:
     paths = {path for _, path in protected_routes(app)}
-    assert {"/api/billing/usage", "/api/billing/usage/export", "/api/billing/usage/exports",
-            "/api/metering/events", "/api/metering/corrections", "/api/audit/events",
-            "/api/ops/projections"} <= paths  # fmt: skip
+    assert {
+        "/api/billing/usage",
+        "/api/billing/usage/export",
+        "/api/billing/usage/exports",
+        "/api/metering/events",
+        "/api/metering/corrections",
+        "/api/audit/events",
+        "/api/ops/projections",
+    } <= paths
 
 
 def bad_tokens(settings: Settings) -> dict[str, str]:
@@ -67,13 +75,28 @@ def bad_tokens(settings: Settings) -> dict[str, str]:
         "not a bearer": "Basic dXNlcjpwYXNz",
         "garbage": "Bearer not.a.jwt",
         "expired": "Bearer "
-        + issue_token(settings, tenant_id="t_acme", roles=list(ALL_ROLES), subject="u", ttl_seconds=-1),
+        + issue_token(
+            settings,
+            tenant_id="t_acme",
+            roles=list(ALL_ROLES),
+            subject="u",
+            ttl_seconds=-1,
+        ),
         "wrongly signed": "Bearer "
-        + jwt.encode(claims | {"exp": now + 60}, "another-secret-another-secret-0123456789", "HS256"),
-        "unsigned": "Bearer " + jwt.encode(claims | {"exp": now + 60}, None, algorithm="none"),
+        + jwt.encode(
+            claims | {"exp": now + 60},
+            "another-secret-another-secret-0123456789",
+            "HS256",
+        ),
+        "unsigned": "Bearer "
+        + jwt.encode(claims | {"exp": now + 60}, None, algorithm="none"),
         "no exp": "Bearer " + jwt.encode(claims, settings.jwt_secret, "HS256"),
         "no tenant": "Bearer "
-        + jwt.encode({"sub": "u", "roles": ["admin"], "exp": now + 60}, settings.jwt_secret, "HS256"),
+        + jwt.encode(
+            {"sub": "u", "roles": ["admin"], "exp": now + 60},
+            settings.jwt_secret,
+            "HS256",
+        ),
     }
 
 
@@ -105,12 +128,18 @@ def test_the_right_role_gets_past_authentication(
     app: Litestar, client: TestClient[Any], settings: Settings
 ) -> None:
     for method, path in protected_routes(app):
-        response = call(client, method, path, auth(settings, "t_acme", required_role(path)))
+        response = call(
+            client, method, path, auth(settings, "t_acme", required_role(path))
+        )
         assert response.status_code not in (401, 403), (method, path, response.text)
 
 
-def test_a_denied_attempt_is_audited(client: TestClient[Any], settings: Settings) -> None:
-    client.get("/api/billing/usage", headers=auth(settings, "t_acme", "member", sub="mallory"))
+def test_a_denied_attempt_is_audited(
+    client: TestClient[Any], settings: Settings
+) -> None:
+    client.get(
+        "/api/billing/usage", headers=auth(settings, "t_acme", "member", sub="mallory")
+    )
 
     with psycopg.connect(settings.conninfo()) as conn:
         rows = conn.execute(
@@ -119,19 +148,35 @@ def test_a_denied_attempt_is_audited(client: TestClient[Any], settings: Settings
     assert len(rows) == 1
     topic, state = rows[0]
     assert topic == "domain.audit:AuditRecord.AccessDenied"
-    assert (state["tenant_id"], state["actor_id"], state["required_role"]) == ("t_acme", "mallory", "admin")
+    assert (state["tenant_id"], state["actor_id"], state["required_role"]) == (
+        "t_acme",
+        "mallory",
+        "admin",
+    )
     assert state["path"] == "/api/billing/usage"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/schema/openapi.json", "/dashboard"])
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/metrics", "/schema/openapi.json", "/dashboard"]
+)
 def test_public_endpoints_need_no_token(client: TestClient[Any], path: str) -> None:
     assert client.get(path).status_code == 200
 
 
-def test_no_error_response_carries_a_stack_trace(client: TestClient[Any], settings: Settings) -> None:
+def test_no_error_response_carries_a_stack_trace(
+    client: TestClient[Any], settings: Settings
+) -> None:
     responses = [
-        client.post("/api/metering/events", content=b"[", headers=auth(settings, "t", "metering")),
-        client.get("/api/billing/usage", params={"period": "x"}, headers=auth(settings, "t", "admin")),
+        client.post(
+            "/api/metering/events",
+            content=b"[",
+            headers=auth(settings, "t", "metering"),
+        ),
+        client.get(
+            "/api/billing/usage",
+            params={"period": "x"},
+            headers=auth(settings, "t", "admin"),
+        ),
         client.get("/api/billing/usage"),
     ]
     for response in responses:

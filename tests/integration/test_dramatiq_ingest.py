@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import dramatiq
@@ -26,7 +26,9 @@ def worker(settings: Settings) -> Iterator[Process]:
     from application.bootstrap import initialise_database
 
     initialise_database(settings)
-    process = Process(["worker", "--processes", "1", "--threads", "2"], env_for(settings))
+    process = Process(
+        ["worker", "--processes", "1", "--threads", "2"], env_for(settings)
+    )
     try:
         process.wait_for_output("Worker process is ready for action")
         yield process
@@ -44,7 +46,11 @@ def broker(settings: Settings) -> Iterator[RedisBroker]:
 def send(broker: RedisBroker, *args: Any) -> dramatiq.Message[Any]:
     """What a producer does: enqueue a message for the `ingest_events` actor."""
     message: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name="ingest", actor_name="ingest_events", args=args, kwargs={}, options={}
+        queue_name="ingest",
+        actor_name="ingest_events",
+        args=args,
+        kwargs={},
+        options={},
     )
     return broker.enqueue(message)
 
@@ -67,8 +73,15 @@ def wait_for_events(settings: Settings, expected: int, timeout: float = 60) -> i
 def test_a_queued_batch_is_recorded_with_the_same_semantics(
     settings: Settings, worker: Process, broker: RedisBroker, write_side: Any
 ) -> None:
-    token = issue_token(settings, tenant_id="t_queue", roles=["metering"], subject="producer")
-    body = [event("q1", quantity="1.5"), event("q2"), event("q1", quantity="1.5"), event("bad", quantity="-1")]
+    token = issue_token(
+        settings, tenant_id="t_queue", roles=["metering"], subject="producer"
+    )
+    body = [
+        event("q1", quantity="1.5"),
+        event("q2"),
+        event("q1", quantity="1.5"),
+        event("bad", quantity="-1"),
+    ]
 
     send(broker, token, body)
 
@@ -88,7 +101,9 @@ def wait_for_dead_letter(
         while time.monotonic() < deadline:
             message = pubsub.get_message(timeout=deadline - time.monotonic())
             if message and message["type"] == "message":
-                reason = client.hget(f"{settings.redis_namespace}:dead-letter-reasons", message["data"])
+                reason = client.hget(
+                    f"{settings.redis_namespace}:dead-letter-reasons", message["data"]
+                )
                 assert reason is not None
                 return {"message_id": message["data"].decode()} | json.loads(reason)
     finally:
@@ -99,17 +114,31 @@ def wait_for_dead_letter(
 @pytest.mark.parametrize(
     ("token_kwargs", "body", "reason"),
     [
-        ({"roles": ["metering"], "ttl_seconds": -5}, [event("x")], "token: token expired"),
+        (
+            {"roles": ["metering"], "ttl_seconds": -5},
+            [event("x")],
+            "token: token expired",
+        ),
         ({"roles": ["admin"]}, [event("x")], "token: the 'metering' role is required"),
-        ({"roles": ["metering"]}, {"not": "a list"}, "body: must be a JSON array of events"),
+        (
+            {"roles": ["metering"]},
+            {"not": "a list"},
+            "body: must be a JSON array of events",
+        ),
     ],
 )
 def test_an_unprocessable_message_is_dead_lettered_with_its_reason(
-    settings: Settings, worker: Process, broker: RedisBroker,
-    token_kwargs: dict[str, Any], body: Any, reason: str,
-) -> None:  # fmt: skip
+    settings: Settings,
+    worker: Process,
+    broker: RedisBroker,
+    token_kwargs: dict[str, Any],
+    body: Any,
+    reason: str,
+) -> None:
     client = redis.Redis.from_url(settings.redis_url)
-    token = issue_token(settings, tenant_id="t_queue", subject="producer", **token_kwargs)
+    token = issue_token(
+        settings, tenant_id="t_queue", subject="producer", **token_kwargs
+    )
     dead_letters = client.pubsub()
     dead_letters.subscribe(f"{settings.redis_namespace}:dead-letters")
 
@@ -118,7 +147,12 @@ def test_an_unprocessable_message_is_dead_lettered_with_its_reason(
 
     assert record["message_id"] == message.message_id
     assert record["reason"] == f"UnprocessableMessage: {reason}"
-    assert client.zscore(f"{settings.redis_namespace}:ingest.XQ", message.options["redis_message_id"]) is not None
+    assert (
+        client.zscore(
+            f"{settings.redis_namespace}:ingest.XQ", message.options["redis_message_id"]
+        )
+        is not None
+    )
     with psycopg.connect(settings.conninfo()) as conn:
         row = conn.execute("SELECT count(*) FROM metering_events").fetchone()
     assert row == (0,)

@@ -32,7 +32,9 @@ def overlapping_batches(callers: int, seed: int) -> list[bytes]:
 
 
 def ingest(write_side: WriteSide, body: bytes) -> IngestResponse:
-    ingestor = Ingestor(write_side.metering, write_side.tenants, clock=utc_now, max_events=10_000)
+    ingestor = Ingestor(
+        write_side.metering, write_side.tenants, clock=utc_now, max_events=10_000
+    )
     return ingestor.ingest("t_acme", body)
 
 
@@ -41,17 +43,25 @@ def assert_each_id_stored_once_and_reported_truthfully(
 ) -> None:
     sent = {e["id"] for body in batches for e in msgspec.json.decode(body)}
     accepted = Counter(
-        r["id"] for resp in responses for r in resp["results"] if r["status"] == "accepted"
+        r["id"]
+        for resp in responses
+        for r in resp["results"]
+        if r["status"] == "accepted"
     )
     statuses = {r["status"] for resp in responses for r in resp["results"]}
     with psycopg.connect(settings.conninfo()) as conn:
-        row = conn.execute("SELECT count(*), count(DISTINCT originator_id) FROM metering_events").fetchone()
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT originator_id) FROM metering_events"
+        ).fetchone()
     assert row == (len(sent), len(sent))  # no loss, nothing twice
-    assert set(accepted) == sent and set(accepted.values()) == {1}  # one caller stored each
+    assert set(accepted) == sent
+    assert set(accepted.values()) == {1}
     assert statuses <= {"accepted", "duplicate"}  # the others were told "duplicate"
 
 
-def test_concurrent_threads_with_overlapping_ids(settings: Settings, write_side: WriteSide) -> None:
+def test_concurrent_threads_with_overlapping_ids(
+    settings: Settings, write_side: WriteSide
+) -> None:
     batches = overlapping_batches(callers=8, seed=1)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -70,7 +80,9 @@ def _ingest_in_process(settings: Settings, body: bytes, results: Any) -> None:
         write_side.close()
 
 
-def test_concurrent_processes_with_overlapping_ids(settings: Settings, write_side: WriteSide) -> None:
+def test_concurrent_processes_with_overlapping_ids(
+    settings: Settings, write_side: WriteSide
+) -> None:
     batches = overlapping_batches(callers=4, seed=2)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -92,13 +104,17 @@ def test_concurrent_processes_with_overlapping_ids(settings: Settings, write_sid
 def test_concurrent_conflicting_payloads_keep_exactly_one_original(
     settings: Settings, write_side: WriteSide
 ) -> None:
-    bodies = [msgspec.json.encode([event("same", quantity=str(q))]) for q in range(1, 9)]
+    bodies = [
+        msgspec.json.encode([event("same", quantity=str(q))]) for q in range(1, 9)
+    ]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda body: ingest(write_side, body), bodies))
 
     statuses = Counter(r.results[0].status for r in responses)
     assert statuses == {"accepted": 1, "conflict": 7}
-    winner = next(i for i, r in enumerate(responses) if r.results[0].status == "accepted")
+    winner = next(
+        i for i, r in enumerate(responses) if r.results[0].status == "accepted"
+    )
     stored = write_side.metering.get_record("t_acme", "same")
     assert str(stored.quantity) == str(winner + 1)

@@ -24,16 +24,25 @@ def stored_count(settings: Settings) -> int:
     return int(row[0])
 
 
-def post(client: TestClient[Any], settings: Settings, body: Any, tenant: str = "t_acme") -> Any:
+def post(
+    client: TestClient[Any], settings: Settings, body: Any, tenant: str = "t_acme"
+) -> Any:
     return client.post(URL, json=body, headers=auth(settings, tenant, "metering"))
 
 
-def test_a_valid_batch_is_accepted_and_durable(client: TestClient[Any], settings: Settings) -> None:
+def test_a_valid_batch_is_accepted_and_durable(
+    client: TestClient[Any], settings: Settings
+) -> None:
     response = post(client, settings, events("e", 3))
 
     assert response.status_code == 200
     body = response.json()
-    assert (body["accepted"], body["duplicates"], body["conflicts"], body["rejected"]) == (3, 0, 0, 0)
+    assert (
+        body["accepted"],
+        body["duplicates"],
+        body["conflicts"],
+        body["rejected"],
+    ) == (3, 0, 0, 0)
     assert [r["status"] for r in body["results"]] == ["accepted"] * 3
     assert body["position"] == 3
     assert stored_count(settings) == 3
@@ -44,7 +53,9 @@ def test_resending_the_same_event_is_a_harmless_duplicate(
 ) -> None:
     post(client, settings, [event("e1", quantity="12.5")])
 
-    again = post(client, settings, [event("e1", quantity="12.50", area=" Compute ")]).json()
+    again = post(
+        client, settings, [event("e1", quantity="12.50", area=" Compute ")]
+    ).json()
 
     assert again["duplicates"] == 1
     assert again["results"] == [{"index": 0, "id": "e1", "status": "duplicate"}]
@@ -64,7 +75,9 @@ def test_the_same_id_with_another_payload_is_a_conflict_and_changes_nothing(
     assert result["status"] == "conflict"
     assert result["error"].startswith("id:")
     with psycopg.connect(settings.conninfo()) as conn:
-        rows = conn.execute("SELECT count(*), min(convert_from(state, 'UTF8')) FROM metering_events").fetchone()
+        rows = conn.execute(
+            "SELECT count(*), min(convert_from(state, 'UTF8')) FROM metering_events"
+        ).fetchone()
     assert rows is not None
     assert rows[0] == 1
     assert '"quantity":"1"' in rows[1]
@@ -73,7 +86,11 @@ def test_the_same_id_with_another_payload_is_a_conflict_and_changes_nothing(
 def test_copies_within_one_batch_are_resolved_against_the_first(
     client: TestClient[Any], settings: Settings
 ) -> None:
-    body = [event("e1", quantity="1"), event("e1", quantity="1"), event("e1", quantity="9")]
+    body = [
+        event("e1", quantity="1"),
+        event("e1", quantity="1"),
+        event("e1", quantity="9"),
+    ]
 
     results = post(client, settings, body).json()["results"]
 
@@ -95,8 +112,12 @@ def test_a_batch_is_partially_acceptable_and_every_event_is_answered_in_order(
     response = post(client, settings, body).json()
 
     assert [(r["index"], r["status"]) for r in response["results"]] == [
-        (0, "accepted"), (1, "rejected"), (2, "rejected"), (3, "rejected"), (4, "accepted"),
-    ]  # fmt: skip
+        (0, "accepted"),
+        (1, "rejected"),
+        (2, "rejected"),
+        (3, "rejected"),
+        (4, "accepted"),
+    ]
     errors = {r["index"]: r.get("error") for r in response["results"]}
     assert errors[1] == "quantity: must be >= 0"
     assert errors[2] == "workspace_id: expected `str`, got `int`"
@@ -117,7 +138,10 @@ def test_a_malformed_body_is_refused_whole_and_writes_nothing(
     client: TestClient[Any], settings: Settings, body: bytes, status: int, detail: str
 ) -> None:
     response = client.post(
-        URL, content=body, headers=auth(settings, "t_acme", "metering") | {"content-type": "application/json"}
+        URL,
+        content=body,
+        headers=auth(settings, "t_acme", "metering")
+        | {"content-type": "application/json"},
     )
 
     assert response.status_code == status
@@ -131,7 +155,10 @@ def test_more_than_ten_thousand_events_is_too_large(
     response = post(client, settings, events("e", 10_001))
 
     assert response.status_code == 413
-    assert response.json()["detail"] == "body: must contain at most 10000 events, got 10001"
+    assert (
+        response.json()["detail"]
+        == "body: must contain at most 10000 events, got 10001"
+    )
     assert stored_count(settings) == 0
 
 
@@ -160,13 +187,19 @@ def test_old_events_need_the_ops_backfill_which_is_audited(
     assert backfilled.status_code == 200
     assert backfilled.json()["accepted"] == 1
     with psycopg.connect(settings.conninfo()) as conn:
-        topics = [r[0] for r in conn.execute("SELECT topic FROM audit_events").fetchall()]
+        topics = [
+            r[0] for r in conn.execute("SELECT topic FROM audit_events").fetchall()
+        ]
     assert topics == ["domain.audit:AuditRecord.BackfillRecorded"]
 
 
-def test_the_metering_role_cannot_backfill(client: TestClient[Any], settings: Settings) -> None:
+def test_the_metering_role_cannot_backfill(
+    client: TestClient[Any], settings: Settings
+) -> None:
     response = client.post(
-        "/api/metering/backfill", json=[event("e1")], headers=auth(settings, "t_acme", "metering")
+        "/api/metering/backfill",
+        json=[event("e1")],
+        headers=auth(settings, "t_acme", "metering"),
     )
 
     assert response.status_code == 403
@@ -201,7 +234,9 @@ def test_idempotency_holds_across_restarts_of_the_application(
     from application.clock import utc_now
     from application.recording import Ingestor
 
-    first = Ingestor(write_side.metering, write_side.tenants, clock=utc_now, max_events=10)
+    first = Ingestor(
+        write_side.metering, write_side.tenants, clock=utc_now, max_events=10
+    )
     import msgspec
 
     body = msgspec.json.encode([event("e1"), event("e2")])
@@ -210,7 +245,9 @@ def test_idempotency_holds_across_restarts_of_the_application(
 
     restarted = bootstrap(settings)
     try:
-        again = Ingestor(restarted.metering, restarted.tenants, clock=utc_now, max_events=10)
+        again = Ingestor(
+            restarted.metering, restarted.tenants, clock=utc_now, max_events=10
+        )
         response = again.ingest("t_acme", body)
     finally:
         restarted.close()
@@ -225,24 +262,36 @@ def test_properties_are_kept_in_the_history_but_never_served(
     position = post(client, settings, body).json()["position"]
 
     usage = client.get(
-        "/api/billing/usage", params={"min_position": position}, headers=auth(settings, "t_acme", "admin")
+        "/api/billing/usage",
+        params={"min_position": position},
+        headers=auth(settings, "t_acme", "admin"),
     )
-    export = client.get("/api/billing/usage/export", headers=auth(settings, "t_acme", "admin"))
+    export = client.get(
+        "/api/billing/usage/export", headers=auth(settings, "t_acme", "admin")
+    )
 
     assert usage.status_code == export.status_code == 200
     assert usage.json()["rows"]
     assert "someone@example.com" not in usage.text
     assert "someone@example.com" not in export.text
     with psycopg.connect(settings.conninfo()) as conn:
-        row = conn.execute("SELECT convert_from(state, 'UTF8') FROM metering_events").fetchone()
+        row = conn.execute(
+            "SELECT convert_from(state, 'UTF8') FROM metering_events"
+        ).fetchone()
     assert row is not None
     assert "someone@example.com" in row[0]
 
 
-def test_an_expired_token_cannot_ingest(client: TestClient[Any], settings: Settings) -> None:
-    token = issue_token(settings, tenant_id="t_acme", roles=["metering"], subject="s", ttl_seconds=-10)
+def test_an_expired_token_cannot_ingest(
+    client: TestClient[Any], settings: Settings
+) -> None:
+    token = issue_token(
+        settings, tenant_id="t_acme", roles=["metering"], subject="s", ttl_seconds=-10
+    )
 
-    response = client.post(URL, json=[event("e1")], headers={"Authorization": f"Bearer {token}"})
+    response = client.post(
+        URL, json=[event("e1")], headers={"Authorization": f"Bearer {token}"}
+    )
 
     assert response.status_code == 401
     assert response.json() == {"status_code": 401, "detail": "token expired"}

@@ -26,29 +26,54 @@ def h(write_side: WriteSide) -> Iterator[Harness]:
         yield harness
 
 
-def row(h: Harness, day: str, *, tenant: str = T, ws: str = "ws_a", area: str = "compute",
-        unit: str = "vcpu_hour") -> tuple[Any, ...]:  # fmt: skip
+def row(
+    h: Harness,
+    day: str,
+    *,
+    tenant: str = T,
+    ws: str = "ws_a",
+    area: str = "compute",
+    unit: str = "vcpu_hour",
+) -> tuple[Any, ...]:
     return h.rows()[(tenant, date.fromisoformat(day), ws, area, unit)]
 
 
 def test_a_late_event_lands_on_its_own_day_and_is_counted_late(h: Harness) -> None:
-    h.send(T, [event("on-time", quantity="2", at=at("2026-11-18T10:00Z"))], at=at("2026-11-18T11:00Z"))
-    h.send(T, [event("late", quantity="3", at=at("2026-11-18T23:00Z"))], at=at("2026-11-20T09:00Z"))
+    h.send(
+        T,
+        [event("on-time", quantity="2", at=at("2026-11-18T10:00Z"))],
+        at=at("2026-11-18T11:00Z"),
+    )
+    h.send(
+        T,
+        [event("late", quantity="3", at=at("2026-11-18T23:00Z"))],
+        at=at("2026-11-20T09:00Z"),
+    )
 
     h.project()
 
-    period, quantity, events, first_reported, late, adjustment, adjusted = row(h, "2026-11-18")
+    period, quantity, events, first_reported, late, adjustment, adjusted = row(
+        h, "2026-11-18"
+    )
     assert (quantity, events, first_reported, late) == (5, 2, 2, 1)
     assert (period, adjustment, adjusted) == (date(2026, 11, 1), 0, 0)
     assert (T, date(2026, 11, 20), "ws_a", "compute", "vcpu_hour") not in h.rows()
 
 
 def test_a_duplicate_changes_nothing(h: Harness) -> None:
-    h.send(T, [event("e1", quantity="2", at=at("2026-11-18T10:00Z"))], at=at("2026-11-18T11:00Z"))
+    h.send(
+        T,
+        [event("e1", quantity="2", at=at("2026-11-18T10:00Z"))],
+        at=at("2026-11-18T11:00Z"),
+    )
     h.project()
     before = h.rows()
 
-    answer = h.send(T, [event("e1", quantity="2.000", at=at("2026-11-18T10:00Z"))], at=at("2026-11-19T11:00Z"))
+    answer = h.send(
+        T,
+        [event("e1", quantity="2.000", at=at("2026-11-18T10:00Z"))],
+        at=at("2026-11-19T11:00Z"),
+    )
     h.project()
 
     assert answer.duplicates == 1
@@ -56,9 +81,15 @@ def test_a_duplicate_changes_nothing(h: Harness) -> None:
 
 
 def test_a_void_and_an_amendment_change_only_their_day(h: Harness) -> None:
-    h.send(T, [event("a", quantity="2", at=at("2026-11-17T10:00Z")),
-               event("b", quantity="5", at=at("2026-11-18T10:00Z")),
-               event("c", quantity="7", at=at("2026-11-18T11:00Z"))], at=at("2026-11-18T12:00Z"))  # fmt: skip
+    h.send(
+        T,
+        [
+            event("a", quantity="2", at=at("2026-11-17T10:00Z")),
+            event("b", quantity="5", at=at("2026-11-18T10:00Z")),
+            event("c", quantity="7", at=at("2026-11-18T11:00Z")),
+        ],
+        at=at("2026-11-18T12:00Z"),
+    )
     h.project()
     untouched = row(h, "2026-11-17")
 
@@ -74,24 +105,57 @@ def test_a_void_and_an_amendment_change_only_their_day(h: Harness) -> None:
 @pytest.mark.parametrize(
     ("timezone", "day", "first_instant", "last_instant", "hours"),
     [
-        ("Europe/Berlin", "2026-03-29", "2026-03-28T23:00:00Z", "2026-03-29T21:59:59Z", 23),
-        ("Europe/Berlin", "2026-10-25", "2026-10-24T22:00:00Z", "2026-10-25T22:59:59Z", 25),
-        ("America/New_York", "2026-03-08", "2026-03-08T05:00:00Z", "2026-03-09T03:59:59Z", 23),
-        ("America/New_York", "2026-11-01", "2026-11-01T04:00:00Z", "2026-11-02T04:59:59Z", 25),
+        (
+            "Europe/Berlin",
+            "2026-03-29",
+            "2026-03-28T23:00:00Z",
+            "2026-03-29T21:59:59Z",
+            23,
+        ),
+        (
+            "Europe/Berlin",
+            "2026-10-25",
+            "2026-10-24T22:00:00Z",
+            "2026-10-25T22:59:59Z",
+            25,
+        ),
+        (
+            "America/New_York",
+            "2026-03-08",
+            "2026-03-08T05:00:00Z",
+            "2026-03-09T03:59:59Z",
+            23,
+        ),
+        (
+            "America/New_York",
+            "2026-11-01",
+            "2026-11-01T04:00:00Z",
+            "2026-11-02T04:59:59Z",
+            25,
+        ),
     ],
 )
-def test_days_follow_the_tenants_clock_across_dst_changes(  # noqa: PLR0913
-    h: Harness, timezone: str, day: str, first_instant: str, last_instant: str, hours: int
+def test_days_follow_the_tenants_clock_across_dst_changes(
+    h: Harness,
+    timezone: str,
+    day: str,
+    first_instant: str,
+    last_instant: str,
+    hours: int,
 ) -> None:
     first, last = at(first_instant), at(last_instant)
     assert last - first == timedelta(hours=hours) - timedelta(seconds=1)
     h.set_calendar(T, timezone, at=at("2026-01-01T00:00Z"))
     h.send(
         T,
-        [event("before", at=first - timedelta(seconds=1)), event("first", at=first),
-         event("last", at=last), event("after", at=last + timedelta(seconds=1))],
+        [
+            event("before", at=first - timedelta(seconds=1)),
+            event("first", at=first),
+            event("last", at=last),
+            event("after", at=last + timedelta(seconds=1)),
+        ],
         at=at("2026-11-20T00:00Z"),
-    )  # fmt: skip
+    )
 
     h.project()
 
@@ -107,12 +171,16 @@ def test_usage_for_a_closed_period_is_a_visible_late_adjustment(h: Harness) -> N
     h.send(T, [event("in-time", quantity="10", at=october)], at=at("2026-10-15T13:00Z"))
     # October closes at 2026-11-01 + 72 h = 2026-11-04T00:00Z (UTC calendar).
     h.send(T, [event("in-grace", quantity="1", at=october)], at=at("2026-11-03T23:59Z"))
-    h.send(T, [event("after-close", quantity="4", at=october)], at=at("2026-11-04T00:00Z"))
+    h.send(
+        T, [event("after-close", quantity="4", at=october)], at=at("2026-11-04T00:00Z")
+    )
     h.void(T, "in-time", at=at("2026-11-10T00:00Z"))
 
     h.project()
 
-    period, quantity, events, first_reported, late, adjustment, adjusted = row(h, "2026-10-15")
+    period, quantity, events, first_reported, late, adjustment, adjusted = row(
+        h, "2026-10-15"
+    )
     assert period == date(2026, 10, 1)
     assert (quantity, events) == (5, 2)
     assert (first_reported, late) == (10, 2)
@@ -134,8 +202,14 @@ def test_changing_the_calendar_rebuckets_only_that_tenants_days(h: Harness) -> N
 
 def test_the_anchor_day_decides_the_billing_period(h: Harness) -> None:
     h.set_calendar(T, "UTC", anchor=15, at=at("2026-01-01T00:00Z"))
-    h.send(T, [event("before", at=at("2026-11-14T12:00Z")), event("on", at=at("2026-11-15T00:00Z"))],
-           at=at("2026-11-20T00:00Z"))  # fmt: skip
+    h.send(
+        T,
+        [
+            event("before", at=at("2026-11-14T12:00Z")),
+            event("on", at=at("2026-11-15T00:00Z")),
+        ],
+        at=at("2026-11-20T00:00Z"),
+    )
 
     h.project()
 

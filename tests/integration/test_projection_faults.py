@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -11,7 +10,7 @@ import pytest
 from application.bootstrap import WriteSide
 from application.projector import progress_channel
 from application.settings import Settings
-from tests.harness import Harness, harness_for
+from tests.harness import harness_for
 from tests.oracle import Oracle
 from tests.support import Process, env_for, event
 
@@ -21,18 +20,25 @@ EVENTS = 60_000
 
 
 @pytest.fixture
-def backlog(write_side: WriteSide) -> Iterator[Oracle]:
+def backlog(write_side: WriteSide) -> Oracle:
     """A history the worker has not seen yet, and what the table must become."""
     oracle = Oracle()
     with harness_for(write_side, NOW) as h:
         for start in range(0, EVENTS, 5000):
-            batch = [event(f"e{i}", quantity=f"{i % 13}.25", workspace=f"ws_{i % 5}",
-                           area=("compute", "api")[i % 2], at=NOW - timedelta(minutes=i))
-                     for i in range(start, start + 5000)]  # fmt: skip
+            batch = [
+                event(
+                    f"e{i}",
+                    quantity=f"{i % 13}.25",
+                    workspace=f"ws_{i % 5}",
+                    area=("compute", "api")[i % 2],
+                    at=NOW - timedelta(minutes=i),
+                )
+                for i in range(start, start + 5000)
+            ]
             h.send("t_acme", batch, at=NOW)
             for e in batch:
                 oracle.record("t_acme", e, NOW)
-    yield oracle
+    return oracle
 
 
 def worker(settings: Settings, processes: int = 1) -> Process:
@@ -42,14 +48,17 @@ def worker(settings: Settings, processes: int = 1) -> Process:
     return process
 
 
-def wait_for_progress(settings: Settings, *, at_least: int, caught_up_to: int | None = None) -> None:
+def wait_for_progress(
+    settings: Settings, *, at_least: int, caught_up_to: int | None = None
+) -> None:
     """Block on projection NOTIFYs until the daily projection passes a position."""
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
         conn.execute(f'LISTEN "{progress_channel(settings.db_schema)}"')
         target = caught_up_to or at_least
         for _ in range(100_000):
             row = conn.execute(
-                "SELECT coalesce(max(notification_id), 0) FROM billing_usage_daily_tracking"
+                "SELECT coalesce(max(notification_id), 0)"
+                " FROM billing_usage_daily_tracking"
                 " WHERE application_name = 'metering'"
             ).fetchone()
             if row and row[0] >= target:

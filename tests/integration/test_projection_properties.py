@@ -18,7 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from application.bootstrap import WriteSide, bootstrap, initialise_database
 from application.settings import Settings
@@ -44,16 +46,30 @@ events = st.builds(
         "unit": "unit",
         "timestamp": (START + timedelta(minutes=minutes)).isoformat(),
     },
-    st.integers(0, 15), st.sampled_from(["ws_a", "ws_b"]), st.sampled_from(["compute", "api"]),
-    quantities, offsets,
-)  # fmt: skip
+    st.integers(0, 15),
+    st.sampled_from(["ws_a", "ws_b"]),
+    st.sampled_from(["compute", "api"]),
+    quantities,
+    offsets,
+)
 
 steps = st.one_of(
-    st.tuples(st.just("send"), st.sampled_from(TENANTS), st.lists(events, min_size=1, max_size=6)),
+    st.tuples(
+        st.just("send"),
+        st.sampled_from(TENANTS),
+        st.lists(events, min_size=1, max_size=6),
+    ),
     st.tuples(st.just("void"), st.sampled_from(TENANTS), st.integers(0, 15)),
-    st.tuples(st.just("amend"), st.sampled_from(TENANTS), st.integers(0, 15), quantities),
-    st.tuples(st.just("calendar"), st.sampled_from(TENANTS), st.sampled_from(ZONES),
-              st.integers(1, 28), st.sampled_from([0, 24, 72])),  # fmt: skip
+    st.tuples(
+        st.just("amend"), st.sampled_from(TENANTS), st.integers(0, 15), quantities
+    ),
+    st.tuples(
+        st.just("calendar"),
+        st.sampled_from(TENANTS),
+        st.sampled_from(ZONES),
+        st.integers(1, 28),
+        st.sampled_from([0, 24, 72]),
+    ),
     st.tuples(st.just("project"), st.integers(1, 10)),
 )
 histories = st.lists(st.tuples(steps, st.integers(0, 36 * 60)), min_size=1, max_size=25)
@@ -61,7 +77,9 @@ histories = st.lists(st.tuples(steps, st.integers(0, 36 * 60)), min_size=1, max_
 
 @contextmanager
 def fresh_store(base: Settings, batch_size: int) -> Iterator[WriteSide]:
-    settings = replace(base, db_schema=f"p_{uuid.uuid4().hex[:12]}", projection_batch_size=batch_size)
+    settings = replace(
+        base, db_schema=f"p_{uuid.uuid4().hex[:12]}", projection_batch_size=batch_size
+    )
     initialise_database(settings)
     write_side = bootstrap(settings)
     try:
@@ -99,15 +117,19 @@ def play(h: Harness, oracle: Oracle, history: list[tuple[Any, int]]) -> None:
 
 
 @hyp_settings(
-    max_examples=40, deadline=None,
+    max_examples=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(history=histories, batch_size=st.integers(1, 7))
 def test_incremental_equals_brute_force_and_rebuild(
     settings: Settings, history: list[tuple[Any, int]], batch_size: int
 ) -> None:
     oracle = Oracle()
-    with fresh_store(settings, batch_size) as write_side, harness_for(write_side, START) as h:
+    with (
+        fresh_store(settings, batch_size) as write_side,
+        harness_for(write_side, START) as h,
+    ):
         play(h, oracle, history)
         h.project()
         incremental = h.rows()
@@ -122,8 +144,22 @@ def test_incremental_equals_brute_force_and_rebuild(
 def test_amending_to_zero_then_voiding_keeps_totals_exact(settings: Settings) -> None:
     """A hand-picked history the property test may not hit: exact decimals."""
     oracle = Oracle()
-    sends = [("send", "t_a", [{"id": "e1", "workspace_id": "ws_a", "product_area": "api",
-              "quantity": "0.1", "unit": "unit", "timestamp": START.isoformat()}])]  # fmt: skip
+    sends = [
+        (
+            "send",
+            "t_a",
+            [
+                {
+                    "id": "e1",
+                    "workspace_id": "ws_a",
+                    "product_area": "api",
+                    "quantity": "0.1",
+                    "unit": "unit",
+                    "timestamp": START.isoformat(),
+                }
+            ],
+        )
+    ]
     history = [(s, 0) for s in sends] + [(("amend", "t_a", 1, Decimal("0.2")), 1)]
     history += [(("amend", "t_a", 1, Decimal(0)), 1), (("void", "t_a", 1), 1)]
     with fresh_store(settings, 2) as write_side, harness_for(write_side, START) as h:

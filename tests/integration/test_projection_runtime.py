@@ -27,21 +27,34 @@ def h(write_side: WriteSide) -> Iterator[Harness]:
 
 def fill(h: Harness, n: int, batch: int = 500) -> None:
     for start in range(0, n, batch):
-        h.send(T, [event(f"e{i}", quantity="1.5", workspace=f"ws_{i % 7}",
-                         at=NOW - timedelta(minutes=i)) for i in range(start, min(n, start + batch))],
-               at=NOW)  # fmt: skip
+        h.send(
+            T,
+            [
+                event(
+                    f"e{i}",
+                    quantity="1.5",
+                    workspace=f"ws_{i % 7}",
+                    at=NOW - timedelta(minutes=i),
+                )
+                for i in range(start, min(n, start + batch))
+            ],
+            at=NOW,
+        )
 
 
 def totals(write_side: WriteSide) -> tuple[Any, ...]:
     with psycopg.connect(write_side.settings.conninfo()) as conn:
         row = conn.execute(
-            "SELECT count(*), sum(quantity), sum(source_event_count) FROM billing_usage_daily"
+            "SELECT count(*), sum(quantity), sum(source_event_count)"
+            " FROM billing_usage_daily"
         ).fetchone()
     assert row is not None
     return tuple(row)
 
 
-def test_two_runners_at_once_process_each_event_once(h: Harness, write_side: WriteSide) -> None:
+def test_two_runners_at_once_process_each_event_once(
+    h: Harness, write_side: WriteSide
+) -> None:
     fill(h, 3000)
     results: list[int] = []
     go = threading.Barrier(2)
@@ -61,7 +74,9 @@ def test_two_runners_at_once_process_each_event_once(h: Harness, write_side: Wri
     assert sum(results) <= 3000
 
 
-def test_a_replayed_batch_is_refused_and_changes_nothing(h: Harness, write_side: WriteSide) -> None:
+def test_a_replayed_batch_is_refused_and_changes_nothing(
+    h: Harness, write_side: WriteSide
+) -> None:
     from eventsourcing.persistence import IntegrityError
 
     fill(h, 10)
@@ -78,18 +93,27 @@ def test_a_replayed_batch_is_refused_and_changes_nothing(h: Harness, write_side:
     assert totals(write_side) == before
 
 
-def test_status_reports_position_head_and_lag(h: Harness, write_side: WriteSide) -> None:
+def test_status_reports_position_head_and_lag(
+    h: Harness, write_side: WriteSide
+) -> None:
     fill(h, 40)
 
     behind = {s.name: s for s in write_side.projector.status()}["billing_usage_daily"]
     h.project()
-    caught_up = {s.name: s for s in write_side.projector.status()}["billing_usage_daily"]
+    caught_up = {s.name: s for s in write_side.projector.status()}[
+        "billing_usage_daily"
+    ]
 
     metering = {u.upstream: u for u in behind.upstreams}["metering"]
     assert (metering.position, metering.head, metering.lag_events) == (0, 40, 40)
     assert metering.lag_seconds > 0
     metering = {u.upstream: u for u in caught_up.upstreams}["metering"]
-    assert (metering.position, metering.head, metering.lag_events, metering.lag_seconds) == (40, 40, 0, 0)
+    assert (
+        metering.position,
+        metering.head,
+        metering.lag_events,
+        metering.lag_seconds,
+    ) == (40, 40, 0, 0)
 
 
 def test_a_rebuild_swaps_in_an_identical_copy_and_drops_the_old(
@@ -106,9 +130,13 @@ def test_a_rebuild_swaps_in_an_identical_copy_and_drops_the_old(
     status = {s.name: s for s in write_side.projector.status()}["billing_usage_daily"]
     assert (status.live_version, status.building_version) == (2, None)
     with psycopg.connect(write_side.settings.conninfo()) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-            " AND tablename LIKE 'billing_usage_daily_v%%'").fetchall()}  # fmt: skip
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                " AND tablename LIKE 'billing_usage_daily_v%%'"
+            ).fetchall()
+        }
     assert tables == {"billing_usage_daily_v2", "billing_usage_daily_v2_tracking"}
 
 
@@ -119,8 +147,11 @@ def test_the_live_copy_answers_correct_totals_throughout_a_rebuild(
     h.project()
     expected = totals(write_side)
     seen: list[tuple[Any, ...]] = []
-    small_batches = bootstrap(write_side.settings.with_changes(projection_batch_size=200))
+    small_batches = bootstrap(
+        write_side.settings.with_changes(projection_batch_size=200)
+    )
     try:
+
         def check_live(done: int, total: int) -> None:  # runs between rebuild batches
             seen.append(totals(write_side))
 
@@ -181,4 +212,5 @@ def test_only_one_rebuild_runs_at_a_time(h: Harness, write_side: WriteSide) -> N
     finally:
         other.close()
 
-    assert refused and "already running" in str(refused[0])
+    assert refused
+    assert "already running" in str(refused[0])

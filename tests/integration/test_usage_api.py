@@ -11,7 +11,7 @@ from litestar.testing import TestClient
 
 from application.settings import Settings
 from interfaces.http.app import create_app
-from tests.harness import Harness, harness_for
+from tests.harness import harness_for
 from tests.support import auth, event
 
 URL = "/api/billing/usage"
@@ -19,13 +19,22 @@ NOW = datetime.now(UTC)
 THIS_MONTH = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def ingest(client: TestClient[Any], settings: Settings, body: list[dict[str, Any]], tenant: str = "t_acme") -> int:
-    response = client.post("/api/metering/events", json=body, headers=auth(settings, tenant, "metering"))
+def ingest(
+    client: TestClient[Any],
+    settings: Settings,
+    body: list[dict[str, Any]],
+    tenant: str = "t_acme",
+) -> int:
+    response = client.post(
+        "/api/metering/events", json=body, headers=auth(settings, tenant, "metering")
+    )
     assert response.status_code == 200
     return int(response.json()["position"])
 
 
-def usage(client: TestClient[Any], settings: Settings, tenant: str = "t_acme", **params: Any) -> Any:
+def usage(
+    client: TestClient[Any], settings: Settings, tenant: str = "t_acme", **params: Any
+) -> Any:
     return client.get(URL, params=params, headers=auth(settings, tenant, "admin"))
 
 
@@ -39,29 +48,61 @@ def seeded(client: TestClient[Any], settings: Settings, projecting: Any) -> int:
             event("a", workspace="ws_a", area="compute", quantity="1.25", at=day1),
             event("b", workspace="ws_a", area="compute", quantity="2", at=day2),
             event("c", workspace="ws_b", area="compute", quantity="0.75", at=day1),
-            event("d", workspace="ws_b", area="storage", unit="gb_hour", quantity="10", at=day2),
-            event("e", workspace="ws_b", area="compute", unit="gpu_hour", quantity="3", at=day2),
+            event(
+                "d",
+                workspace="ws_b",
+                area="storage",
+                unit="gb_hour",
+                quantity="10",
+                at=day2,
+            ),
+            event(
+                "e",
+                workspace="ws_b",
+                area="compute",
+                unit="gpu_hour",
+                quantity="3",
+                at=day2,
+            ),
         ],
     )
 
 
-def test_the_answer_has_the_contracts_shape(client: TestClient[Any], settings: Settings, seeded: int) -> None:
+def test_the_answer_has_the_contracts_shape(
+    client: TestClient[Any], settings: Settings, seeded: int
+) -> None:
     body = usage(client, settings, min_position=seeded).json()
 
-    assert set(body) == {"tenant_id", "period", "as_of", "position", "group_by", "rows", "totals", "late_adjustments"}
+    assert set(body) == {
+        "tenant_id",
+        "period",
+        "as_of",
+        "position",
+        "group_by",
+        "rows",
+        "totals",
+        "late_adjustments",
+    }
     assert body["tenant_id"] == "t_acme"
     assert body["position"] >= seeded
     assert body["period"]["start"] == THIS_MONTH.date().isoformat()
     assert (body["period"]["timezone"], body["period"]["status"]) == ("UTC", "open")
     assert body["rows"][0] == {
-        "workspace_id": "ws_a", "product_area": "compute", "usage_date": THIS_MONTH.date().isoformat(),
-        "unit": "vcpu_hour", "quantity": "1.25", "source_event_count": 1,
-        "first_reported_quantity": "0", "late_event_count": 1,
-    }  # fmt: skip
+        "workspace_id": "ws_a",
+        "product_area": "compute",
+        "usage_date": THIS_MONTH.date().isoformat(),
+        "unit": "vcpu_hour",
+        "quantity": "1.25",
+        "source_event_count": 1,
+        "first_reported_quantity": "0",
+        "late_event_count": 1,
+    }
     assert len(body["rows"]) == 5
 
 
-def test_totals_never_add_different_units(client: TestClient[Any], settings: Settings, seeded: int) -> None:
+def test_totals_never_add_different_units(
+    client: TestClient[Any], settings: Settings, seeded: int
+) -> None:
     totals = usage(client, settings, min_position=seeded).json()["totals"]
 
     assert totals == [
@@ -74,19 +115,47 @@ def test_totals_never_add_different_units(client: TestClient[Any], settings: Set
 @pytest.mark.parametrize(
     ("params", "rows"),
     [
-        ({"workspace_id": "ws_a"}, [("ws_a", "compute", 0, "vcpu_hour", "1.25"), ("ws_a", "compute", 1, "vcpu_hour", "2")]),
+        (
+            {"workspace_id": "ws_a"},
+            [
+                ("ws_a", "compute", 0, "vcpu_hour", "1.25"),
+                ("ws_a", "compute", 1, "vcpu_hour", "2"),
+            ],
+        ),
         ({"product_area": " STORAGE "}, [("ws_b", "storage", 1, "gb_hour", "10")]),
-        ({"group_by": "product_area"}, [("", "compute", "", "gpu_hour", "3"), ("", "compute", "", "vcpu_hour", "4"),
-                                        ("", "storage", "", "gb_hour", "10")]),
-        ({"group_by": "workspace,product_area", "workspace_id": "ws_b"},
-         [("ws_b", "compute", "", "gpu_hour", "3"), ("ws_b", "compute", "", "vcpu_hour", "0.75"),
-          ("ws_b", "storage", "", "gb_hour", "10")]),
-        ({"group_by": "day"}, [("", "", 0, "vcpu_hour", "2"), ("", "", 1, "gb_hour", "10"),
-                               ("", "", 1, "gpu_hour", "3"), ("", "", 1, "vcpu_hour", "2")]),
+        (
+            {"group_by": "product_area"},
+            [
+                ("", "compute", "", "gpu_hour", "3"),
+                ("", "compute", "", "vcpu_hour", "4"),
+                ("", "storage", "", "gb_hour", "10"),
+            ],
+        ),
+        (
+            {"group_by": "workspace,product_area", "workspace_id": "ws_b"},
+            [
+                ("ws_b", "compute", "", "gpu_hour", "3"),
+                ("ws_b", "compute", "", "vcpu_hour", "0.75"),
+                ("ws_b", "storage", "", "gb_hour", "10"),
+            ],
+        ),
+        (
+            {"group_by": "day"},
+            [
+                ("", "", 0, "vcpu_hour", "2"),
+                ("", "", 1, "gb_hour", "10"),
+                ("", "", 1, "gpu_hour", "3"),
+                ("", "", 1, "vcpu_hour", "2"),
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_filters_and_grouping_sum_over_the_dimensions_left_out(
-    client: TestClient[Any], settings: Settings, seeded: int, params: dict[str, str], rows: list[Any]
+    client: TestClient[Any],
+    settings: Settings,
+    seeded: int,
+    params: dict[str, str],
+    rows: list[Any],
 ) -> None:
     body = usage(client, settings, min_position=seeded, **params).json()
 
@@ -95,8 +164,16 @@ def test_filters_and_grouping_sum_over_the_dimensions_left_out(
             return ""
         return (datetime.fromisoformat(r["usage_date"]).date() - THIS_MONTH.date()).days
 
-    got = [(r.get("workspace_id", ""), r.get("product_area", ""), day_index(r), r["unit"], r["quantity"])
-           for r in body["rows"]]  # fmt: skip
+    got = [
+        (
+            r.get("workspace_id", ""),
+            r.get("product_area", ""),
+            day_index(r),
+            r["unit"],
+            r["quantity"],
+        )
+        for r in body["rows"]
+    ]
     assert got == rows
 
 
@@ -126,8 +203,12 @@ def test_an_unknown_workspace_and_another_tenants_workspace_answer_alike(
 ) -> None:
     ingest(client, settings, [event("x", workspace="ws_secret")], tenant="t_other")
 
-    foreign = usage(client, settings, workspace_id="ws_secret", min_position=seeded).json()
-    unknown = usage(client, settings, workspace_id="ws_never", min_position=seeded).json()
+    foreign = usage(
+        client, settings, workspace_id="ws_secret", min_position=seeded
+    ).json()
+    unknown = usage(
+        client, settings, workspace_id="ws_never", min_position=seeded
+    ).json()
 
     assert foreign["rows"] == unknown["rows"] == []
     assert foreign["totals"] == unknown["totals"] == []
@@ -144,7 +225,9 @@ def test_another_tenants_admin_sees_none_of_this_tenants_data(
     assert export.text.splitlines()[1:] == []
 
 
-def test_read_your_writes_with_the_ingest_position(client: TestClient[Any], settings: Settings, projecting: Any) -> None:
+def test_read_your_writes_with_the_ingest_position(
+    client: TestClient[Any], settings: Settings, projecting: Any
+) -> None:
     position = ingest(client, settings, [event("fresh", quantity="42")])
 
     body = usage(client, settings, min_position=position).json()
@@ -177,26 +260,45 @@ def test_previous_and_labelled_periods_resolve_in_the_tenants_calendar(
     labelled = usage(client, settings, period="2026-03").json()["period"]
 
     assert previous["timezone"] == "Asia/Tokyo"
-    assert labelled["start"] == "2026-03-10" and labelled["end"] == "2026-04-10"
-    assert labelled["closes_at"] == "2026-04-12T15:00:00Z"  # 13 Apr 00:00 JST + 72 h - 9 h
+    assert labelled["start"] == "2026-03-10"
+    assert labelled["end"] == "2026-04-10"
+    assert (
+        labelled["closes_at"] == "2026-04-12T15:00:00Z"
+    )  # 13 Apr 00:00 JST + 72 h - 9 h
 
 
-def test_a_closed_period_shows_its_late_adjustments(client: TestClient[Any], settings: Settings, app: Any) -> None:
+def test_a_closed_period_shows_its_late_adjustments(
+    client: TestClient[Any], settings: Settings, app: Any
+) -> None:
     ws = app.state.services.write_side
     old = datetime(2026, 8, 10, 12, tzinfo=UTC)
     with harness_for(ws, old) as h:
-        h.send("t_acme", [event("kept", quantity="5", at=old)], at=old + timedelta(hours=1))
-        h.send("t_acme", [event("late", quantity="2", at=old)], at=datetime(2026, 9, 20, tzinfo=UTC))
+        h.send(
+            "t_acme", [event("kept", quantity="5", at=old)], at=old + timedelta(hours=1)
+        )
+        h.send(
+            "t_acme",
+            [event("late", quantity="2", at=old)],
+            at=datetime(2026, 9, 20, tzinfo=UTC),
+        )
         h.project()
 
     body = usage(client, settings, period="2026-08").json()
 
     assert body["period"]["status"] == "closed"
-    assert body["totals"] == [{"product_area": "compute", "unit": "vcpu_hour", "quantity": "7"}]
+    assert body["totals"] == [
+        {"product_area": "compute", "unit": "vcpu_hour", "quantity": "7"}
+    ]
     assert body["late_adjustments"] == [
-        {"workspace_id": "ws_a", "product_area": "compute", "usage_date": "2026-08-10",
-         "unit": "vcpu_hour", "quantity": "2", "event_count": 1}
-    ]  # fmt: skip
+        {
+            "workspace_id": "ws_a",
+            "product_area": "compute",
+            "usage_date": "2026-08-10",
+            "unit": "vcpu_hour",
+            "quantity": "2",
+            "event_count": 1,
+        }
+    ]
 
 
 @pytest.fixture

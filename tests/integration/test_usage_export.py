@@ -24,34 +24,51 @@ HEADER = "workspace_id,product_area,usage_date,unit,quantity,source_event_count"
 @pytest.fixture
 def position(client: TestClient[Any], settings: Settings, projecting: Any) -> int:
     body = [
-        event(f"e{i}", workspace=f"ws_{i % 3}", area=("compute", "api")[i % 2],
-              unit=("vcpu_hour", "request")[i % 2], quantity=f"{i}.{i % 10}",
-              at=FIRST + timedelta(hours=i))
+        event(
+            f"e{i}",
+            workspace=f"ws_{i % 3}",
+            area=("compute", "api")[i % 2],
+            unit=("vcpu_hour", "request")[i % 2],
+            quantity=f"{i}.{i % 10}",
+            at=FIRST + timedelta(hours=i),
+        )
         for i in range(60)
-    ]  # fmt: skip
-    response = client.post("/api/metering/events", json=body, headers=auth(settings, "t_acme", "metering"))
+    ]
+    response = client.post(
+        "/api/metering/events", json=body, headers=auth(settings, "t_acme", "metering")
+    )
     return int(response.json()["position"])
 
 
 def export(client: TestClient[Any], settings: Settings, **params: Any) -> Any:
-    return client.get("/api/billing/usage/export", params=params, headers=auth(settings, "t_acme", "admin", sub="ann"))
+    return client.get(
+        "/api/billing/usage/export",
+        params=params,
+        headers=auth(settings, "t_acme", "admin", sub="ann"),
+    )
 
 
 def csv_totals(text: str, *, by_area: bool) -> dict[tuple[str, str], Decimal]:
     """Sum the CSV per (product area, unit), or per unit when grouped without areas."""
     totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for row in csv.DictReader(io.StringIO(text)):
-        totals[(row["product_area"] if by_area else "", row["unit"])] += Decimal(row["quantity"])
+        totals[(row["product_area"] if by_area else "", row["unit"])] += Decimal(
+            row["quantity"]
+        )
     return dict(totals)
 
 
 def api_totals(
     client: TestClient[Any], settings: Settings, *, by_area: bool, **params: Any
 ) -> dict[tuple[str, str], Decimal]:
-    body = client.get("/api/billing/usage", params=params, headers=auth(settings, "t_acme", "admin")).json()
+    body = client.get(
+        "/api/billing/usage", params=params, headers=auth(settings, "t_acme", "admin")
+    ).json()
     totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for t in body["totals"]:
-        totals[(t["product_area"] if by_area else "", t["unit"])] += Decimal(t["quantity"])
+        totals[(t["product_area"] if by_area else "", t["unit"])] += Decimal(
+            t["quantity"]
+        )
     return dict(totals)
 
 
@@ -62,14 +79,24 @@ def test_the_export_is_rfc4180_csv_with_the_contracts_columns(
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
-    assert response.headers["content-disposition"].startswith('attachment; filename="usage-t_acme-')
+    assert response.headers["content-disposition"].startswith(
+        'attachment; filename="usage-t_acme-'
+    )
     assert response.content.startswith(HEADER.encode() + b"\r\n")
-    assert response.content.endswith(b"\r\n") and b"\n" not in response.content.replace(b"\r\n", b"")
+    assert response.content.endswith(b"\r\n")
+    assert b"\n" not in response.content.replace(b"\r\n", b"")
     assert int(response.headers["x-row-count"]) == len(response.text.splitlines()) - 1
 
 
-def test_csv_totals_equal_the_api_totals(client: TestClient[Any], settings: Settings, position: int) -> None:
-    for params in ({}, {"workspace_id": "ws_1"}, {"product_area": "api"}, {"group_by": "day"}):
+def test_csv_totals_equal_the_api_totals(
+    client: TestClient[Any], settings: Settings, position: int
+) -> None:
+    for params in (
+        {},
+        {"workspace_id": "ws_1"},
+        {"product_area": "api"},
+        {"group_by": "day"},
+    ):
         by_area = "product_area" in params.get("group_by", "product_area")
         exported = export(client, settings, min_position=position, **params).text
         assert csv_totals(exported, by_area=by_area) == api_totals(
@@ -77,12 +104,17 @@ def test_csv_totals_equal_the_api_totals(client: TestClient[Any], settings: Sett
         )
 
 
-def test_the_exported_bytes_are_kept_and_hashed(client: TestClient[Any], settings: Settings, position: int) -> None:
+def test_the_exported_bytes_are_kept_and_hashed(
+    client: TestClient[Any], settings: Settings, position: int
+) -> None:
     response = export(client, settings, min_position=position)
 
     kept = settings.export_dir / response.headers["x-export-file-key"]
     assert kept.read_bytes() == response.content
-    assert hashlib.sha256(response.content).hexdigest() == response.headers["x-content-sha256"]
+    assert (
+        hashlib.sha256(response.content).hexdigest()
+        == response.headers["x-content-sha256"]
+    )
     assert not list(settings.export_dir.rglob("*.partial"))
 
 
@@ -92,11 +124,18 @@ def test_each_export_is_audited_and_listed(
     response = export(client, settings, min_position=position, workspace_id="ws_2")
     caught_up(app.state.services.write_side)
 
-    audit = client.get("/api/audit/events", params={"type": "UsageExported"},
-                       headers=auth(settings, "t_acme", "auditor")).json()  # fmt: skip
-    listed = client.get("/api/billing/usage/exports", headers=auth(settings, "t_acme", "admin")).json()
-    fetched = client.get(f"/api/audit/exports/{response.headers['x-export-id']}",
-                         headers=auth(settings, "t_acme", "auditor"))  # fmt: skip
+    audit = client.get(
+        "/api/audit/events",
+        params={"type": "UsageExported"},
+        headers=auth(settings, "t_acme", "auditor"),
+    ).json()
+    listed = client.get(
+        "/api/billing/usage/exports", headers=auth(settings, "t_acme", "admin")
+    ).json()
+    fetched = client.get(
+        f"/api/audit/exports/{response.headers['x-export-id']}",
+        headers=auth(settings, "t_acme", "auditor"),
+    )
 
     assert len(audit) == 1
     details = audit[0]["details"]
@@ -104,9 +143,9 @@ def test_each_export_is_audited_and_listed(
     assert details["sha256"] == response.headers["x-content-sha256"]
     assert details["row_count"] == int(response.headers["x-row-count"])
     assert details["filters"]["workspace_id"] == "ws_2"
-    assert [(e["export_id"], e["workspace_id"], e["requested_by_id"]) for e in listed] == [
-        (response.headers["x-export-id"], "ws_2", "ann")
-    ]
+    assert [
+        (e["export_id"], e["workspace_id"], e["requested_by_id"]) for e in listed
+    ] == [(response.headers["x-export-id"], "ws_2", "ann")]
     assert fetched.content == response.content
 
 
@@ -116,8 +155,12 @@ def test_another_tenants_export_cannot_be_fetched(
     export_id = export(client, settings, min_position=position).headers["x-export-id"]
     caught_up(app.state.services.write_side)
 
-    response = client.get(f"/api/audit/exports/{export_id}", headers=auth(settings, "t_other", "auditor"))
-    listed = client.get("/api/billing/usage/exports", headers=auth(settings, "t_other", "admin"))
+    response = client.get(
+        f"/api/audit/exports/{export_id}", headers=auth(settings, "t_other", "auditor")
+    )
+    listed = client.get(
+        "/api/billing/usage/exports", headers=auth(settings, "t_other", "admin")
+    )
 
     assert response.status_code == 404
     assert listed.json() == []

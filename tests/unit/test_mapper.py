@@ -64,29 +64,46 @@ def audit_events() -> list[Any]:
     totals = [{"product_area": "compute", "unit": "h", "quantity": "1.5"}]
     fields: dict[type[AuditRecord.Recorded], dict[str, Any]] = {
         AuditRecord.UsageViewed: {
-            "period": period, "filters": {"workspace_id": None}, "position": 7,
+            "period": period,
+            "filters": {"workspace_id": None},
+            "position": 7,
             "row_count": 3,
         },
         AuditRecord.UsageExported: {
-            "export_id": uuid4(), "period": period, "filters": {}, "position": 7,
-            "file_key": "t_acme/x.csv", "row_count": 3, "totals": totals,
+            "export_id": uuid4(),
+            "period": period,
+            "filters": {},
+            "position": 7,
+            "file_key": "t_acme/x.csv",
+            "row_count": 3,
+            "totals": totals,
             "sha256": "ab" * 32,
         },
         AuditRecord.AccessDenied: {
-            "method": "GET", "path": "/api/billing/usage", "required_role": "admin",
+            "method": "GET",
+            "path": "/api/billing/usage",
+            "required_role": "admin",
             "roles": ["member"],
         },
         AuditRecord.CorrectionApplied: {
-            "correction_id": uuid4(), "action": "void", "reason": "dup",
-            "event_ids": ["evt_1"], "filter": {"workspace_id": "ws_a"},
-            "event_count": 1, "totals": totals, "position": 9,
+            "correction_id": uuid4(),
+            "action": "void",
+            "reason": "dup",
+            "event_ids": ["evt_1"],
+            "filter": {"workspace_id": "ws_a"},
+            "event_count": 1,
+            "totals": totals,
+            "position": 9,
         },
         AuditRecord.BackfillRecorded: {
-            "accepted": 1, "duplicates": 2, "conflicts": 3, "rejected": 4,
+            "accepted": 1,
+            "duplicates": 2,
+            "conflicts": 3,
+            "rejected": 4,
             "position": 5,
         },
         AuditRecord.ProjectionRebuildRequested: {"projection": "billing_usage_daily"},
-    }  # fmt: skip
+    }
     return [
         AuditRecord.record(
             cls, id=uuid4(), now=NOW, **common, **extra

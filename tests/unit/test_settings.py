@@ -126,9 +126,11 @@ def test_a_fractional_pool_size_is_refused_naming_the_variable() -> None:
 
 def test_the_connection_string_sets_the_search_path_to_the_schema() -> None:
     settings = Settings.from_env(
-        {"DATABASE_URL": "postgresql://app:pw@db.internal:6543/billing_prod",
-         "BILLING_DB_SCHEMA": "tenant_x"}
-    )  # fmt: skip
+        {
+            "DATABASE_URL": "postgresql://app:pw@db.internal:6543/billing_prod",
+            "BILLING_DB_SCHEMA": "tenant_x",
+        }
+    )
 
     conninfo = settings.conninfo()
 
@@ -167,9 +169,11 @@ def test_the_database_password_is_not_in_the_repr_of_its_parameters() -> None:
 
 def test_the_database_and_redis_passwords_are_not_in_the_repr() -> None:
     settings = Settings.from_env(
-        {"DATABASE_URL": "postgresql://app:hunter2pw@db/billing",
-         "REDIS_URL": "redis://:redis2pw@cache:6379/0"}
-    )  # fmt: skip
+        {
+            "DATABASE_URL": "postgresql://app:hunter2pw@db/billing",
+            "REDIS_URL": "redis://:redis2pw@cache:6379/0",
+        }
+    )
 
     assert "hunter2pw" not in repr(settings)
     assert "redis2pw" not in repr(settings)

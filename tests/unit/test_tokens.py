@@ -70,9 +70,13 @@ def test_an_issued_token_verifies_to_its_principal() -> None:
 
 def test_an_expired_token_is_refused_as_expired() -> None:
     token = issue_token(
-        SETTINGS, tenant_id="t_acme", roles=["admin"], subject="u", ttl_seconds=60,
+        SETTINGS,
+        tenant_id="t_acme",
+        roles=["admin"],
+        subject="u",
+        ttl_seconds=60,
         now=NOW - 120,
-    )  # fmt: skip
+    )
 
     assert refusal(token) == "token expired"
 

@@ -42,14 +42,30 @@ def ledgers(draw: st.DrawFn) -> list[LedgerEntry]:
 
 
 def entry(
-    position: int, tenant: str, kind: str, ws: str, area: str,
-    occurred: int, delay: int, quantity: Decimal, count: int,
-) -> LedgerEntry:  # fmt: skip
+    position: int,
+    tenant: str,
+    kind: str,
+    ws: str,
+    area: str,
+    occurred: int,
+    delay: int,
+    quantity: Decimal,
+    count: int,
+) -> LedgerEntry:
     occurred_at = START + timedelta(minutes=occurred)
     return LedgerEntry(
-        position, tenant, f"e{position}", kind, ws, area, "unit",
-        occurred_at, occurred_at + timedelta(minutes=delay), quantity, count,
-    )  # fmt: skip
+        position,
+        tenant,
+        f"e{position}",
+        kind,
+        ws,
+        area,
+        "unit",
+        occurred_at,
+        occurred_at + timedelta(minutes=delay),
+        quantity,
+        count,
+    )
 
 
 def in_batches(

@@ -37,9 +37,13 @@ class History:
             self.notified.append(Notified(len(self.notified) + 1, event))
 
     def record(
-        self, event_id: str, occurred_at: datetime, recorded_at: datetime,
-        quantity: str = "1", tenant_id: str = "t_acme",
-    ) -> UsageRecord:  # fmt: skip
+        self,
+        event_id: str,
+        occurred_at: datetime,
+        recorded_at: datetime,
+        quantity: str = "1",
+        tenant_id: str = "t_acme",
+    ) -> UsageRecord:
         record = UsageRecord.record(
             tenant_id,
             facts(

@@ -99,8 +99,8 @@ class Projector:
             pg.user,
             pg.password,
             schema=self.schema,
-            pool_size=2,
-            max_overflow=6,
+            pool_size=1,
+            max_overflow=7,
             pre_ping=True,
             idle_in_transaction_session_timeout=60,
         )
@@ -315,6 +315,10 @@ class Projector:
                 done += self._catch_up(projection, version)
                 with self.datastore.transaction(commit=True) as curs:
                     self.registry.swap(curs, projection, version)
+                    curs.execute(  # waiters re-read: the live copy changed
+                        "SELECT pg_notify(%s, %s)",
+                        (self.channel, f"swap:{name}:{version}"),
+                    )
             self.registry.drop_version(projection, registration.live_version)
             log.info("rebuilt %s as version %d from %d events", name, version, done)
             return done

@@ -67,8 +67,9 @@ class Settings:
             "POSTGRES_USER": pg.user,
             "POSTGRES_PASSWORD": pg.password,
             "POSTGRES_SCHEMA": self.db_schema,
-            "POSTGRES_POOL_SIZE": str(self.db_pool_size),
-            "POSTGRES_MAX_OVERFLOW": "4",
+            # Few idle connections per application; grow on demand up to the size.
+            "POSTGRES_POOL_SIZE": "1",
+            "POSTGRES_MAX_OVERFLOW": str(max(self.db_pool_size - 1, 1)),
             "POSTGRES_PRE_PING": "y",
             "CREATE_TABLE": "y" if create_table else "n",
         }
@@ -109,6 +110,7 @@ class Settings:
                 env, "BILLING_PROJECTION_TICK_SECONDS", 5.0
             ),
             db_pool_size=_whole(env, "BILLING_DB_POOL_SIZE", 8),
+            max_body_bytes=_whole(env, "BILLING_MAX_BODY_BYTES", base.max_body_bytes),
             log_level=env.get("BILLING_LOG_LEVEL", base.log_level).upper(),
         )
         return settings.checked()

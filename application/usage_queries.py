@@ -147,6 +147,7 @@ class Snapshot:
 
     version: int
     position: int
+    settings_position: int  # calendars processed: part of what the rows depend on
     head: int
     period: BillingPeriod
     as_of: datetime
@@ -181,7 +182,16 @@ class UsageReader:
         )
         row = await cur.fetchone()
         assert row is not None
-        version, position, next_recorded_at, head, tz, anchor, grace = row
+        (
+            version,
+            position,
+            settings_position,
+            next_recorded_at,
+            head,
+            tz,
+            anchor,
+            grace,
+        ) = row
         d = DEFAULT_SETTINGS
         now = self.clock()
         period = resolve_period(
@@ -196,7 +206,7 @@ class UsageReader:
         as_of = (
             now if position >= head or next_recorded_at is None else next_recorded_at
         )
-        return Snapshot(version, position, head, period, as_of)
+        return Snapshot(version, position, settings_position, head, period, as_of)
 
     async def data(
         self, conn: AsyncConnection[Any], query: UsageQuery, snapshot: Snapshot
@@ -318,6 +328,8 @@ _ORDER = ("usage_date", "workspace_id", "product_area")
 
 _SNAPSHOT_SQL = SQL(
     "SELECT p.live_version, coalesce(t.notification_id, 0),"
+    " (SELECT coalesce(max(s.notification_id), 0) FROM billing_usage_daily_tracking s"
+    "  WHERE s.application_name = 'tenant_settings'),"
     " (SELECT (convert_from(e.state, 'UTF8')::json ->> 'timestamp')::timestamptz"
     "  FROM metering_events e WHERE e.notification_id > coalesce(t.notification_id, 0)"
     "  ORDER BY e.notification_id LIMIT 1),"

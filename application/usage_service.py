@@ -215,10 +215,13 @@ class UsageService:
         return int(row[0]) if row else 0
 
     def _key(self, query: UsageQuery, snapshot: Snapshot) -> str:
+        # Everything the data depends on: tenant, read-model version, how far it
+        # processed both upstreams (usage and calendars), period and filters.
         return self.cache.key(
             query.tenant_id,
             snapshot.version,
             snapshot.position,
+            snapshot.settings_position,
             snapshot.period.start.isoformat(),
             query.cache_key(),
         )

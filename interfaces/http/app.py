@@ -95,7 +95,7 @@ async def start_read_side(services: ApiServices) -> None:
     settings = services.settings
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         settings.conninfo(application_name="billing-api-read"),
-        min_size=2,
+        min_size=1,
         max_size=settings.db_pool_size,
         open=False,
         configure=_read_only_snapshots,
@@ -181,5 +181,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             security=[{"bearer": []}],
         ),
+        logging_config=None,  # keep our JSON logging (application/logs.py)
         debug=False,
     )

@@ -41,12 +41,13 @@ class RebuildRequested(msgspec.Struct):
     status: str
 
 
-class SettingsOut(msgspec.Struct):
+class SettingsOut(msgspec.Struct, omit_defaults=True):
     tenant_id: str
     timezone: str
     period_anchor_day: int
     grace_hours: int
     acceptance_window_days: int
+    position: int | None = None  # after a change: the tenant-settings position
 
 
 class SettingsChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -153,7 +154,7 @@ class OpsController(Controller):
             k: v for k, v in msgspec.structs.asdict(data).items() if v is not None
         }
         wanted = dataclasses.replace(current, **changes).checked()
-        await anyio.to_thread.run_sync(
+        position = await anyio.to_thread.run_sync(
             partial(
                 tenants.change_settings,
                 principal.tenant_id,
@@ -162,4 +163,6 @@ class OpsController(Controller):
                 now=services.ingestor.clock(),
             )
         )
-        return _settings_out(principal.tenant_id, wanted)
+        out = _settings_out(principal.tenant_id, wanted)
+        out.position = position
+        return out

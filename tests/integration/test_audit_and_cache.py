@@ -189,3 +189,25 @@ def test_with_redis_stopped_the_api_still_answers_correctly(
     assert without.json()["rows"][0]["source_event_count"] == 3
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"].startswith("unavailable")
+
+
+def test_a_calendar_change_is_never_answered_from_the_old_cache(
+    app: Any, client: TestClient[Any], settings: Settings, projecting: Any
+) -> None:
+    admin = auth(settings, "t_acme", "admin")
+    position = ingest(client, settings, "e1")
+    client.get(USAGE, params={"min_position": position}, headers=admin)
+    assert client.get(USAGE, headers=admin).headers["x-cache"] == "hit"
+
+    changed = client.patch(
+        "/api/ops/settings",
+        json={"timezone": "Pacific/Kiritimati"},
+        headers=auth(settings, "t_acme", "ops"),
+    ).json()
+    app.state.services.write_side.projector.wait_for(
+        "billing_usage_daily", "tenant_settings", changed["position"], 30
+    )
+    after = client.get(USAGE, headers=admin)
+
+    assert after.headers["x-cache"] == "miss"
+    assert after.json()["period"]["timezone"] == "Pacific/Kiritimati"

@@ -1,0 +1,176 @@
+"""The service as an operator runs it: `billing serve` + `billing worker`, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from application.projector import progress_channel
+from tests.e2e.conftest import Service
+from tests.support import auth, event
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def post_events(
+    service: Service, tenant: str, body: list[dict[str, Any]]
+) -> dict[str, Any]:
+    response = httpx.post(
+        f"{service.base_url}/api/metering/events",
+        json=body,
+        headers=auth(service.settings, tenant, "metering"),
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def get(
+    service: Service, path: str, tenant: str, role: str, **params: Any
+) -> httpx.Response:
+    return httpx.get(
+        f"{service.base_url}{path}",
+        params=params,
+        headers=auth(service.settings, tenant, role),
+        timeout=30,
+    )
+
+
+def test_an_accepted_event_is_visible_to_the_next_read(service: Service) -> None:
+    answer = post_events(service, "t_e2e", [event("e1", quantity="12.5")])
+
+    usage = get(
+        service, "/api/billing/usage", "t_e2e", "admin", min_position=answer["position"]
+    )
+
+    assert usage.status_code == 200
+    body = usage.json()
+    assert body["position"] >= answer["position"]
+    assert [(r["workspace_id"], r["quantity"]) for r in body["rows"]] == [
+        ("ws_a", "12.5")
+    ]
+    assert body["totals"] == [
+        {"product_area": "compute", "unit": "vcpu_hour", "quantity": "12.5"}
+    ]
+
+
+def test_the_export_streams_csv_with_the_same_totals(service: Service) -> None:
+    answer = post_events(
+        service, "t_csv", [event(f"c{i}", quantity="0.1") for i in range(30)]
+    )
+
+    with httpx.stream(
+        "GET",
+        f"{service.base_url}/api/billing/usage/export",
+        params={"min_position": answer["position"], "group_by": "product_area"},
+        headers=auth(service.settings, "t_csv", "admin"),
+    ) as response:
+        assert response.headers.get("transfer-encoding") == "chunked"
+        lines = list(response.iter_lines())
+
+    assert (
+        lines[0]
+        == "workspace_id,product_area,usage_date,unit,quantity,source_event_count"
+    )
+    assert lines[1:] == [",compute,,vcpu_hour,3,30"]
+
+
+def test_requests_are_logged_as_json_with_tenant_and_request_id(
+    service: Service,
+) -> None:
+    response = get(service, "/api/billing/usage", "t_logs", "member")
+
+    request_id = response.headers["x-request-id"]
+    service.server.wait_for_output(request_id)
+    line = next(entry for entry in service.server.lines if request_id in entry)
+    record = json.loads(line)
+    assert record["tenant_id"] == "t_logs"
+    assert (record["status"], record["route"]) == (403, "/api/billing/usage")
+    assert "authorization" not in line.lower()
+    assert service.settings.jwt_secret not in "".join(service.server.lines)
+
+
+def wait_for(
+    service: Service, query: str, params: tuple[Any, ...], target: int
+) -> None:
+    """Block on projection NOTIFYs until `query` gives at least `target` (120 s max)."""
+    deadline = time.monotonic() + 120
+    settings = service.settings
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        conn.execute(f'LISTEN "{progress_channel(settings.db_schema)}"')
+        while time.monotonic() < deadline:
+            row = conn.execute(query, params).fetchone()
+            if row and row[0] is not None and row[0] >= target:
+                return
+            for _ in conn.notifies(timeout=deadline - time.monotonic(), stop_after=1):
+                pass
+    raise AssertionError(f"{query} {params} never reached {target}")
+
+
+def test_ops_rebuild_through_the_api_is_done_by_the_worker(service: Service) -> None:
+    answer = post_events(service, "t_ops", [event("r1", quantity="2")])
+    before = get(
+        service, "/api/billing/usage", "t_ops", "admin", min_position=answer["position"]
+    ).json()
+
+    response = httpx.post(
+        f"{service.base_url}/api/ops/projections/billing_usage_daily/rebuild",
+        headers=auth(service.settings, "t_ops", "ops"),
+    )
+    assert response.status_code == 202
+    wait_for(
+        service,
+        "SELECT live_version FROM billing_projections WHERE name = %s",
+        ("billing_usage_daily",),
+        2,
+    )
+
+    after = get(service, "/api/billing/usage", "t_ops", "admin").json()
+    status = get(service, "/api/ops/projections", "t_ops", "ops").json()
+    assert after["rows"] == before["rows"]
+    daily = next(s for s in status if s["name"] == "billing_usage_daily")
+    assert (daily["live_version"], daily["building_version"]) == (2, None)
+
+
+def test_a_timezone_change_rebuckets_the_tenants_days(service: Service) -> None:
+    at = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    if at > datetime.now(UTC):
+        at -= timedelta(days=1)
+    answer = post_events(service, "t_tz", [event("z1", at=at)])
+    label = f"{at:%Y-%m}"
+    before = get(
+        service,
+        "/api/billing/usage",
+        "t_tz",
+        "admin",
+        period=label,
+        min_position=answer["position"],
+    ).json()
+
+    changed = httpx.patch(
+        f"{service.base_url}/api/ops/settings",
+        json={"timezone": "America/Los_Angeles"},
+        headers=auth(service.settings, "t_tz", "ops"),
+    )
+    assert changed.status_code == 200
+    assert changed.json()["timezone"] == "America/Los_Angeles"
+    wait_for(
+        service,
+        "SELECT notification_id FROM billing_usage_daily_tracking"
+        " WHERE application_name = 'tenant_settings'",
+        (),
+        changed.json()["position"],
+    )
+    local_day = at.date() - timedelta(days=1)  # 02:00 UTC is the evening before in LA
+    after = get(
+        service, "/api/billing/usage", "t_tz", "admin", period=f"{local_day:%Y-%m}"
+    )
+
+    assert [r["usage_date"] for r in before["rows"]] == [at.date().isoformat()]
+    assert after.json()["period"]["timezone"] == "America/Los_Angeles"
+    assert [r["usage_date"] for r in after.json()["rows"]] == [local_day.isoformat()]

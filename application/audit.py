@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from application.event_store import BillingApplication
 from domain.audit import AuditRecord
@@ -111,6 +111,3 @@ class AuditWriter:
         for _, future in batch:
             future.set_result(position)
 
-
-def audit_id() -> UUID:
-    return uuid4()

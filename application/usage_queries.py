@@ -17,7 +17,6 @@ import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
-from psycopg_pool import AsyncConnectionPool
 
 from application.clock import Clock
 from domain.periods import BillingPeriod, resolve_period
@@ -168,11 +167,7 @@ class UsageReader:
 
     projection = "billing_usage_daily"
 
-    def __init__(
-        self, pool: AsyncConnectionPool[Any], schema: str, clock: Clock
-    ) -> None:
-        self.pool = pool
-        self.schema = schema
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
     async def snapshot(self, conn: AsyncConnection[Any], query: UsageQuery) -> Snapshot:

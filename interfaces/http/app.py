@@ -107,7 +107,7 @@ async def start_read_side(services: ApiServices) -> None:
     services.read_pool, services.watcher = pool, watcher
     services.usage = UsageService(
         pool,
-        UsageReader(pool, settings.db_schema, utc_now),
+        UsageReader(utc_now),
         UsageCache(services.redis, settings.redis_namespace),
         services.audit,
         watcher,

@@ -16,7 +16,7 @@ from application.audit_queries import AuditEventOut, InvalidAuditQuery
 from application.tokens import Principal
 from domain.values import InvalidValue, as_utc
 from interfaces.http.auth import requires_role
-from interfaces.http.billing import _file_chunks, parse_limit, parse_position
+from interfaces.http.billing import file_chunks, parse_limit, parse_position
 from interfaces.http.services import ApiServices
 
 
@@ -74,7 +74,7 @@ class AuditController(Controller):
         if record is None or path is None or not path.is_file():
             raise NotFoundException(f"export {export_id} not found")
         return Stream(
-            _file_chunks(path),
+            file_chunks(path),
             media_type="text/csv; charset=utf-8",
             headers={"X-Content-SHA256": record["sha256"]},
         )

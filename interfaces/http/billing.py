@@ -141,7 +141,7 @@ class BillingController(Controller):
             request_id=request_id(request),
         )
         return Stream(
-            _file_chunks(exported.path),
+            file_chunks(exported.path),
             media_type="text/csv; charset=utf-8",
             headers={
                 "Content-Disposition": f'attachment; filename="{exported.filename}"',
@@ -165,7 +165,8 @@ class BillingController(Controller):
         return [ExportOut(**r) for r in rows]
 
 
-async def _file_chunks(path: Any) -> AsyncIterator[bytes]:
+async def file_chunks(path: Any) -> AsyncIterator[bytes]:
+    """A file's bytes in 64 KiB chunks, without holding it in memory."""
     async with await anyio.open_file(path, "rb") as f:
         while chunk := await f.read(65536):
             yield chunk

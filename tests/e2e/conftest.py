@@ -51,7 +51,7 @@ def service(
     server = Process(["serve", "--host", "127.0.0.1", "--port", str(port)], env)
     worker = Process(["worker", "--processes", "1", "--threads", "2"], env)
     try:
-        server.wait_for_output("Application startup complete")
+        server.wait_for_output("Uvicorn running on")
         worker.wait_for_output("Worker process is ready for action")
         yield Service(settings, f"http://127.0.0.1:{port}", server, worker)
     finally:

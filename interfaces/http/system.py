@@ -30,19 +30,20 @@ class SystemController(Controller):
     async def healthz(self) -> Health:
         return Health("ok")
 
-    @get("/readyz", summary="Readiness: PostgreSQL and Redis answer")
+    @get("/readyz", summary="Readiness: PostgreSQL (required) and Redis (cache)")
     async def readyz(self, services: NamedDependency[ApiServices]) -> Response[Health]:
+        """503 without PostgreSQL. Without Redis the API still answers correctly
+        (uncached), so it stays ready and says `degraded`."""
         checks = {
             "postgres": await _check(
                 anyio.to_thread.run_sync(_ping_postgres, services)
             ),
             "redis": await _check(services.redis.ping()),
         }
-        ready = all(v == "ok" for v in checks.values())
-        return Response(
-            Health("ok" if ready else "unavailable", checks),
-            status_code=200 if ready else 503,
-        )
+        if checks["postgres"] != "ok":
+            return Response(Health("unavailable", checks), status_code=503)
+        status = "ok" if checks["redis"] == "ok" else "degraded"
+        return Response(Health(status, checks), status_code=200)
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
     async def metrics(self, services: NamedDependency[ApiServices]) -> Response[bytes]:

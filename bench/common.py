@@ -9,6 +9,7 @@ Redis namespace and export directory, and removes them at the end (unless
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shlex
@@ -31,7 +32,7 @@ import redis
 from psycopg import sql
 
 from application.bootstrap import initialise_database
-from application.settings import Settings
+from application.settings import PostgresParams, Settings
 from application.tokens import issue_token
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,10 +141,27 @@ def _remove(settings: Settings, tmp: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def analyze(settings: Settings) -> str:
+    """ANALYZE every table of the schema; say whether autovacuum would have."""
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s",
+            (settings.db_schema,),
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+        row = conn.execute("SHOW autovacuum").fetchone()
+    return f"ANALYZE after loading (autovacuum is {row[0] if row else '?'} here)"
+
+
 def token(settings: Settings, tenant: str, *roles: str) -> str:
     """A bearer token for `tenant`, valid for the whole run."""
     return issue_token(
-        settings, tenant_id=tenant, roles=list(roles), subject="bench", ttl_seconds=86400
+        settings,
+        tenant_id=tenant,
+        roles=list(roles),
+        subject="bench",
+        ttl_seconds=86400,
     )
 
 
@@ -175,18 +193,23 @@ class Service:
         while self.log.read_text(errors="replace").count(text) < count:
             self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{text!r} not logged in {timeout} s:\n{self.tail()}")
+                raise TimeoutError(
+                    f"{text!r} not logged in {timeout} s:\n{self.tail()}"
+                )
             time.sleep(0.1)
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"process exited ({self.proc.returncode}):\n{self.tail()}")
+            raise RuntimeError(
+                f"process exited ({self.proc.returncode}):\n{self.tail()}"
+            )
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL the process group this service leads."""
+        """SIGTERM and wait; then SIGKILL whatever of its process group is left."""
+        family = process_tree(self.proc.pid)[1:]
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -194,10 +217,10 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of our own session
-        except ProcessLookupError:
-            pass
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(pid) == self.proc.pid:
+                    os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -236,7 +259,9 @@ def running_server(
 
 
 @contextmanager
-def running_worker(bench: Bench, *, processes: int = 1, threads: int = 2) -> Iterator[Service]:
+def running_worker(
+    bench: Bench, *, processes: int = 1, threads: int = 2
+) -> Iterator[Service]:
     """`billing worker`, its projection daemons started."""
     args = ["-m", "interfaces.cli", "worker", "--processes", str(processes)]
     args += ["--threads", str(threads)]
@@ -307,7 +332,10 @@ class Report:
         self.line("setup", text)
 
     def figure(self, label: str, value: str, target: str = "") -> None:
-        self.line("figure", f"{label:<46} {value}" + (f"   [target {target}]" if target else ""))
+        self.line(
+            "figure",
+            f"{label:<46} {value}" + (f"   [target {target}]" if target else ""),
+        )
 
     def reference(self, label: str, value: str) -> None:
         self.line("reference", f"{label:<46} {value}")
@@ -367,7 +395,9 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    values = [
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ]
     idle = values[3] + values[4]
     total = sum(values[:8])
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
@@ -379,7 +409,7 @@ class ResourceMonitor:
     def __init__(self, *roots: int, interval: float = 0.1) -> None:
         self.roots = roots
         self.interval = interval
-        self.peak_rss = self.first_rss = 0
+        self.peak_rss = self.first_rss = self.peak_connections = 0
         self.wall = self.client_cpu = self.server_cpu = self.other_cpu = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -387,6 +417,7 @@ class ResourceMonitor:
 
     def __enter__(self) -> ResourceMonitor:
         self.first_rss = self.peak_rss = sum(map(rss_bytes, self._pids))
+        self.peak_connections = postgres_connections(self._pids)
         self._start = (time.monotonic(), machine_cpu()[0], own_cpu(), self._tree_cpu())
         self._thread.start()
         return self
@@ -394,6 +425,8 @@ class ResourceMonitor:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        connections = postgres_connections(self._pids)
+        self.peak_connections = max(self.peak_connections, connections)
         started, busy, own, tree = self._start
         self.wall = time.monotonic() - started
         self.client_cpu = own_cpu() - own
@@ -409,6 +442,8 @@ class ResourceMonitor:
         while not self._stop.wait(self.interval):
             if time.monotonic() - scanned > 2:  # a /proc scan costs; RSS reads don't
                 self._pids, scanned = self._scan(), time.monotonic()
+                connections = postgres_connections(self._pids)
+                self.peak_connections = max(self.peak_connections, connections)
             self.peak_rss = max(self.peak_rss, sum(map(rss_bytes, self._pids)))
 
     def _tree_cpu(self) -> float:
@@ -423,8 +458,28 @@ class ResourceMonitor:
             ("service", self.server_cpu),
             ("other (PostgreSQL, rest of machine)", self.other_cpu),
         ]
-        text = ", ".join(f"{name} {s:.1f} s ({s / available:.0%})" for name, s in shares)
+        text = ", ".join(
+            f"{name} {s:.1f} s ({s / available:.0%})" for name, s in shares
+        )
         return f"{text} of {available:.1f} CPU-s"
+
+
+def postgres_connections(pids: Sequence[int]) -> int:
+    """How many TCP connections to PostgreSQL's port the processes hold."""
+    port = f":{PostgresParams.from_url(DATABASE_URL).port:04X}"
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(port) and fields[3] == "01":  # established
+                sockets.add(f"socket:[{fields[9]}]")
+    count = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            count += sum(
+                os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir()
+            )
+    return count
 
 
 def own_cpu() -> float:

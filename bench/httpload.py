@@ -41,7 +41,9 @@ class Connection:
 
     async def get(self, request: bytes) -> Reply:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self.reader, self.writer = await asyncio.open_connection(
+                "127.0.0.1", self.port
+            )
         assert self.reader is not None
         self.writer.write(request)
         reply = await _read_reply(self.reader)
@@ -117,7 +119,9 @@ async def _client(
     await conn.close()
 
 
-async def _concurrently(port: int, requests: Sequence[bytes], clients: int, seconds: float) -> Load:
+async def _concurrently(
+    port: int, requests: Sequence[bytes], clients: int, seconds: float
+) -> Load:
     load = Load()
     started = time.perf_counter()
     until = started + seconds
@@ -153,7 +157,10 @@ async def _sequentially(
 
 
 def one_client(
-    port: int, request: bytes, count: int, before_each: Callable[[], object] | None = None
+    port: int,
+    request: bytes,
+    count: int,
+    before_each: Callable[[], object] | None = None,
 ) -> Load:
     """One connection, `count` requests back to back; `before_each` runs untimed."""
     return uvloop.run(_sequentially(port, request, count, before_each))

@@ -78,7 +78,9 @@ def send_all(url: str, bearer: str, batches: list[bytes], clients: int) -> Sent:
         todo.put(body)
     sent = Sent(started=time.perf_counter())
     with ThreadPoolExecutor(clients) as pool:
-        for future in [pool.submit(_client, url, bearer, todo, sent) for _ in range(clients)]:
+        for future in [
+            pool.submit(_client, url, bearer, todo, sent) for _ in range(clients)
+        ]:
             future.result()
     sent.ended = time.perf_counter()
     return sent
@@ -112,20 +114,20 @@ def stored_count(bench: Bench) -> int:
 
 
 def copy_reference(bench: Bench, batch: int, chunk: int = 100_000) -> tuple[int, float]:
-    """COPY the stored rows into a table like metering_events, `batch` per commit.
-
-    Rows are read in chunks outside the timing; only the COPYs are timed.
-    """
+    """COPY the stored rows into a table like metering_events, `batch` per commit."""
     with psycopg.connect(bench.settings.conninfo()) as conn:
         _create_copy_table(conn)
         done, seconds, after = 0, 0.0, 0
-        while rows := _read_chunk(conn, after, chunk):
+        while rows := _read_chunk(conn, after, chunk):  # read untimed, in chunks
             after = rows[-1][-1]
             started = time.perf_counter()
             for i in range(0, len(rows), batch):
-                with conn.transaction(), conn.cursor().copy(
-                    f"COPY copy_reference ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
+                with (
+                    conn.transaction(),
+                    conn.cursor().copy(
+                        f"COPY copy_reference ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                    ) as copy,
+                ):
                     copy.set_types(["uuid", "int8", "text", "bytea"])
                     for row in rows[i : i + batch]:
                         copy.write_row(row[:4])
@@ -163,7 +165,17 @@ def prepare(args: argparse.Namespace) -> list[bytes]:
     return bodies(events, args.batch)
 
 
-def run(args: argparse.Namespace, report: Report, bench: Bench) -> None:
+@dataclass
+class Measured:
+    """The figures of one run."""
+
+    sent: Sent
+    monitor: ResourceMonitor
+    stored: int
+    copy_rate: float
+
+
+def run(args: argparse.Namespace, report: Report, bench: Bench) -> Measured:
     batches = prepare(args)
     size = sum(map(len, batches)) / args.events
     report.setup(
@@ -180,44 +192,43 @@ def run(args: argparse.Namespace, report: Report, bench: Bench) -> None:
     stored = stored_count(bench)
     progress("COPY reference")
     copied, copy_seconds = copy_reference(bench, args.batch)
-    print_figures(report, args, sent, monitor, stored, copied / copy_seconds)
+    return Measured(sent, monitor, stored, copied / copy_seconds)
 
 
-def print_figures(  # noqa: PLR0913
-    report: Report,
-    args: argparse.Namespace,
-    sent: Sent,
-    monitor: ResourceMonitor,
-    stored: int,
-    copy_rate: float,
-) -> None:
-    rate = sent.rate()
-    half = sent.started + (sent.ended - sent.started) / 2
+def print_figures(report: Report, args: argparse.Namespace, m: Measured) -> None:
+    sent, monitor = m.sent, m.monitor
+    rate, seconds = sent.rate(), sent.ended - sent.started
     report.figure(
         "ingest over HTTP, sustained",
-        f"{rate:,.0f} events/s ({sent.accepted:,} in {sent.ended - sent.started:.1f} s)",
+        f"{rate:,.0f} events/s ({sent.accepted:,} in {seconds:.1f} s)",
         ">= 20,000 events/s",
     )
-    report.figure("ingest over HTTP, second half of the run", f"{sent.rate(half):,.0f} events/s")
-    report.figure(f"batch latency ({args.batch:,} events)", latency_text(sent.latencies))
+    half = sent.rate(sent.started + seconds / 2)
+    report.figure("ingest over HTTP, second half of the run", f"{half:,.0f} events/s")
+    report.figure(
+        f"batch latency ({args.batch:,} events)", latency_text(sent.latencies)
+    )
     report.figure(
         "peak RSS of server processes (sum)",
         f"{mib(monitor.peak_rss)} (at start {mib(monitor.first_rss)})",
     )
+    report.figure("PostgreSQL connections of the server", f"{monitor.peak_connections}")
     report.figure("CPU during the HTTP run", monitor.cpu_text())
     report.figure(
         "stored / sent, HTTP errors",
-        f"{stored:,} / {args.events:,}, {sent.errors} errors",
+        f"{m.stored:,} / {args.events:,}, {sent.errors} errors",
     )
-    report.reference(f"COPY same rows, {args.batch:,} per commit", f"{copy_rate:,.0f} rows/s")
-    report.ratio("HTTP ingest / COPY", ratio_text(rate, copy_rate))
+    report.reference(
+        f"COPY same rows, {args.batch:,} per commit", f"{m.copy_rate:,.0f} rows/s"
+    )
+    report.ratio("HTTP ingest / COPY", ratio_text(rate, m.copy_rate))
 
 
 def main() -> None:
     args = arguments()
     report = Report("ingest: POST /api/metering/events")
     with private_environment("ingest", keep=args.keep) as bench:
-        run(args, report, bench)
+        print_figures(report, args, run(args, report, bench))
 
 
 if __name__ == "__main__":

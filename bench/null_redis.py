@@ -14,11 +14,11 @@ import sys
 
 import uvloop
 
-_HELLO3 = (
-    b"%3\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n"
-    b"$5\r\nproto\r\n:3\r\n"
+_HELLO = (
+    b"$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n"
 )
-_HELLO2 = b"*6\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n:2\r\n"
+_HELLO3 = b"%3\r\n" + _HELLO + b":3\r\n"  # a map (RESP3)
+_HELLO2 = b"*6\r\n" + _HELLO + b":2\r\n"  # a flat array (RESP2)
 _COUNTS = {b"LLEN", b"DEL", b"EXISTS", b"HSET", b"EXPIRE", b"UNLINK"}
 
 
@@ -48,7 +48,9 @@ def reply(args: list[bytes], resp3: bool) -> bytes:
     return b"+OK\r\n"
 
 
-async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve_client(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     resp3 = False
     try:
         while True:

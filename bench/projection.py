@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -25,9 +27,11 @@ from common import (
     Bench,
     Report,
     ResourceMonitor,
+    analyze,
     base_arguments,
     latency_text,
     mib,
+    percentile,
     private_environment,
     progress,
     ratio_text,
@@ -53,9 +57,15 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--lag-rate", type=int, default=5000, help="events/s")
     parser.add_argument("--lag-seconds", type=float, default=60)
     parser.add_argument("--lag-batch", type=int, default=500, help="events per request")
+    parser.add_argument(
+        "--no-analyze", action="store_true", help="no ANALYZE after loading"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.events, args.lag_seconds = min(args.events, 20_000), min(args.lag_seconds, 4)
+        args.events, args.lag_seconds = (
+            min(args.events, 20_000),
+            min(args.lag_seconds, 4),
+        )
     return args
 
 
@@ -95,15 +105,15 @@ def raw_read(bench: Bench, page: int = 5000) -> tuple[int, float]:
             rows, after = rows + len(page_rows), page_rows[-1][0]
 
 
-def timed(action: object) -> tuple[int, float]:
+def timed(action: Callable[[], int]) -> tuple[int, float]:
     """Call `action()`; return what it returned and the seconds it took."""
     started = time.perf_counter()
-    result = action()  # type: ignore[operator]
+    result = action()
     return result, time.perf_counter() - started
 
 
 def rebuild_in_worker(bench: Bench, ws: WriteSide) -> tuple[float, float]:
-    """Ask the running worker to rebuild; (seconds to swap, seconds to first batch)."""
+    """Ask the running worker to rebuild; (seconds to swap, seconds to 1st batch)."""
     before = ws.projector.registry.get(NAME).live_version
     with ProgressListener(bench.settings) as listener:
         started = time.perf_counter()
@@ -116,28 +126,50 @@ def rebuild_in_worker(bench: Bench, ws: WriteSide) -> tuple[float, float]:
     return swapped - started, first
 
 
-def throughput_figures(args: argparse.Namespace, report: Report, bench: Bench) -> None:
+@dataclass
+class Throughput:
+    """Seconds (and events) of each step of the throughput run."""
+
+    load: float
+    statistics: str
+    read: tuple[int, float]
+    catch_up: tuple[int, float] = (0, 0.0)
+    rebuild: tuple[int, float] = (0, 0.0)
+    worker: tuple[float, float] = (0.0, 0.0)
+
+
+def measure_throughput(args: argparse.Namespace, bench: Bench) -> Throughput:
+    """Load, then catch up, rebuild, and rebuild in a worker."""
     ws = bootstrap(bench.settings)
     try:
         progress(f"loading {args.events:,} events in-process")
-        load_seconds = load(ws, args.events)
-        report.setup(
-            f"{args.events:,} events over {len(TENANTS)} tenants, loaded in-process"
-            f" at {args.events / load_seconds:,.0f} events/s;"
-            f" projection batch {bench.settings.projection_batch_size:,}"
-        )
-        rows, read_seconds = raw_read(bench)
+        loading = load(ws, args.events)
+        statistics = "none" if args.no_analyze else analyze(bench.settings)
+        out = Throughput(loading, statistics, raw_read(bench))
         progress("catching up in-process")
-        done, catch_up = timed(lambda: ws.projector.advance(NAME))
+        out.catch_up = timed(lambda: ws.projector.advance(NAME))
         progress("rebuilding in-process")
-        rebuilt, rebuild = timed(lambda: ws.projector.rebuild(NAME))
+        out.rebuild = timed(lambda: ws.projector.rebuild(NAME))
         progress("rebuilding in a worker")
         with running_worker(bench):
-            ws.projector.advance_all()  # the others, so the worker starts idle
-            in_worker, first = rebuild_in_worker(bench, ws)
+            ws.projector.advance_all()  # the other read models: the worker starts idle
+            out.worker = rebuild_in_worker(bench, ws)
+        return out
     finally:
         ws.close()
+
+
+def print_throughput(
+    args: argparse.Namespace, report: Report, bench: Bench, out: Throughput
+) -> None:
+    report.setup(
+        f"{args.events:,} events over {len(TENANTS)} tenants, loaded in-process"
+        f" at {args.events / out.load:,.0f} events/s; planner statistics:"
+        f" {out.statistics}; batch {bench.settings.projection_batch_size:,}"
+    )
     target = ">= 50,000 events/s"
+    (done, catch_up), (rebuilt, rebuild) = out.catch_up, out.rebuild
+    in_worker, first = out.worker
     report.figure("catch-up in-process (advance)", _rate(done, catch_up), target)
     report.figure("rebuild in-process", _rate(rebuilt, rebuild), target)
     report.figure(
@@ -145,10 +177,16 @@ def throughput_figures(args: argparse.Namespace, report: Report, bench: Bench) -
         _rate(rebuilt, in_worker) + f"; first batch after {first * 1000:.0f} ms",
         target,
     )
-    report.reference("raw read of metering_events, pages of 5,000", _rate(rows, read_seconds))
+    rows, read_seconds = out.read
+    report.reference(
+        "raw read of metering_events, pages of 5,000", _rate(rows, read_seconds)
+    )
     read_rate = rows / read_seconds
     report.ratio("catch-up / raw read", ratio_text(done / catch_up, read_rate))
     report.ratio("rebuild / raw read", ratio_text(rebuilt / rebuild, read_rate))
+    report.ratio(
+        "rebuild in worker / raw read", ratio_text(rebuilt / in_worker, read_rate)
+    )
 
 
 def _rate(events: int, seconds: float) -> str:
@@ -171,11 +209,15 @@ def send_steadily(
             response = client.post("/api/metering/events", content=body)
             response.raise_for_status()
             done = time.perf_counter()
-            sent.append((done, summary_decoder.decode(response.content).position, done - begun))
+            sent.append(
+                (done, summary_decoder.decode(response.content).position, done - begun)
+            )
     return sent
 
 
-def lags(sent: list[tuple[float, int, float]], seen: list[tuple[float, int]]) -> list[float]:
+def lags(
+    sent: list[tuple[float, int, float]], seen: list[tuple[float, int]]
+) -> list[float]:
     """Per batch: seconds from its response until the projection reached it."""
     positions = [position for _, position in seen]
     out = []
@@ -186,41 +228,77 @@ def lags(sent: list[tuple[float, int, float]], seen: list[tuple[float, int]]) ->
     return out
 
 
-def lag_figures(args: argparse.Namespace, report: Report, bench: Bench) -> None:
+def notify_round_trips(bench: Bench, listener: ProgressListener, n: int) -> list[float]:
+    """Seconds from pg_notify on a channel to this process hearing it: the floor."""
+    seconds = []
+    with psycopg.connect(bench.settings.conninfo(), autocommit=True) as conn:
+        for k in range(1, n + 1):
+            started = time.perf_counter()
+            conn.execute(
+                "SELECT pg_notify(%s, %s)", (listener.channel, f"probe:0:p:{k}")
+            )
+            listener.wait_for("probe", "p", k, timeout=5)
+            seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+@dataclass
+class LagRun:
+    """What the steady-ingest run saw."""
+
+    count: int
+    sent: list[tuple[float, int, float]]  # response time, position, latency
+    lags: list[float]
+    floor: list[float]
+    monitor: ResourceMonitor
+
+
+def measure_lag(args: argparse.Namespace, bench: Bench) -> LagRun:
+    """Steady ingest over HTTP with a worker projecting; what the client saw."""
     count = int(args.lag_rate * args.lag_seconds)
     batches = bodies(recent_events("lag", count, datetime.now(UTC)), args.lag_batch)
-    interval = args.lag_batch / args.lag_rate
     bearer = token(bench.settings, TENANTS[0], "metering")
     with running_worker(bench) as worker, running_server(bench, workers=1) as server:
         progress(f"steady ingest for {args.lag_seconds:g} s")
-        with (
-            ProgressListener(bench.settings) as listener,
-            ResourceMonitor(worker.pid, server.service.pid) as monitor,
-        ):
-            sent = send_steadily(server.url, bearer, batches, interval)
-            listener.wait_for(NAME, "metering", sent[-1][1], timeout=30)
+        with ProgressListener(bench.settings) as listener:
+            floor = notify_round_trips(bench, listener, 50)
+            with ResourceMonitor(worker.pid, server.service.pid) as monitor:
+                interval = args.lag_batch / args.lag_rate
+                sent = send_steadily(server.url, bearer, batches, interval)
+                listener.wait_for(NAME, "metering", sent[-1][1], timeout=30)
         worker.check_alive()
-    seen = listener.positions(NAME, "metering")
-    measured = lags(sent, seen)
+    measured = lags(sent, listener.positions(NAME, "metering"))
+    return LagRun(count, sent, measured, floor, monitor)
+
+
+def print_lag(args: argparse.Namespace, report: Report, out: LagRun) -> None:
+    sent, measured, monitor = out.sent, out.lags, out.monitor
     wall = sent[-1][0] - sent[0][0] + sent[0][2]
     report.setup(
-        f"lag: {count:,} events at {args.lag_rate:,}/s in batches of {args.lag_batch}"
-        f" (one client), serve --workers 1, worker --processes 1 --threads 2"
+        f"lag: {out.count:,} events at {args.lag_rate:,}/s in batches of"
+        f" {args.lag_batch} (one client), serve --workers 1, worker --processes 1"
     )
-    report.figure("lag, ingest response to projected", latency_text(measured), "p99 <= 1 s")
-    report.figure("ingest rate achieved", f"{count / wall:,.0f} events/s")
+    report.figure(
+        "lag, ingest response to projected", latency_text(measured), "p99 <= 1 s"
+    )
+    report.figure("ingest rate achieved", f"{out.count / wall:,.0f} events/s")
     report.figure("ingest response latency", latency_text([s[2] for s in sent]))
     report.figure("batches never seen projected", f"{len(sent) - len(measured)}")
     report.figure("peak RSS, worker + server processes", mib(monitor.peak_rss))
     report.figure("CPU during the lag run", monitor.cpu_text())
+    report.reference(
+        "NOTIFY round trip (pg_notify to listener)", latency_text(out.floor)
+    )
+    ratio = ratio_text(percentile(measured, 50), percentile(out.floor, 50))
+    report.ratio("lag p50 / NOTIFY round trip p50", ratio)
 
 
 def main() -> None:
     args = arguments()
     report = Report("projection: billing_usage_daily")
     with private_environment("projection", keep=args.keep) as bench:
-        throughput_figures(args, report, bench)
-        lag_figures(args, report, bench)
+        print_throughput(args, report, bench, measure_throughput(args, bench))
+        print_lag(args, report, measure_lag(args, bench))
 
 
 if __name__ == "__main__":

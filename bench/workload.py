@@ -44,11 +44,11 @@ def event(event_id: str, at: datetime, *, workspace: int, area: int) -> dict[str
 
 
 def recent_events(
-    prefix: str, count: int, now: datetime, *, start: int = 0, days: int = 7
+    prefix: str, count: int, now: datetime, *, days: int = 7
 ) -> Iterator[dict[str, Any]]:
     """`count` events over the last `days` days (inside the acceptance window)."""
     span = days * 86400
-    for i in range(start, start + count):
+    for i in range(count):
         at = now - timedelta(seconds=60 + (i * 104729) % span)
         yield event(f"{prefix}{i}", at, workspace=(i // len(AREAS)) % 20, area=i)
 

@@ -1,0 +1,68 @@
+"""Each benchmark runs end to end in its quick mode and prints its figures.
+
+Only that: timings are figures for people to read, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = {
+    "ingest.py": [
+        "ingest over HTTP, sustained",
+        "batch latency",
+        "peak RSS of server processes",
+        "COPY same rows",
+        "HTTP ingest / COPY",
+    ],
+    "projection.py": [
+        "catch-up in-process",
+        "rebuild in-process",
+        "rebuild in `billing worker`",
+        "raw read of metering_events",
+        "catch-up / raw read",
+        "lag, ingest response to projected",
+    ],
+    "query.py": [
+        "one workspace, uncached, 1 client",
+        "one workspace, cached, 1 client",
+        "whole tenant, uncached, 1 client",
+        "whole tenant, cached, 1 client",
+        "16 clients, mixed workspaces, uncached",
+        "16 clients, mixed workspaces, cached",
+        "GET /healthz",
+        "raw-event SQL aggregation",
+        "CSV export, whole tenant: first byte",
+        "API totals equal raw-event totals",
+    ],
+}
+KINDS = ("figure", "reference", "ratio")
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.mark.parametrize("script", sorted(FIGURES))
+def test_a_benchmark_runs_in_quick_mode_and_prints_its_figures(
+    real_services: None, script: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, f"bench/{script}", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("command") and script in line for line in lines)
+    printed = [line for line in lines if line.split(" ", 1)[0] in KINDS]
+    for label in FIGURES[script]:
+        assert any(label in line for line in printed), f"no {label!r} line"
+    assert {line.split(" ", 1)[0] for line in printed} == set(KINDS)

@@ -10,6 +10,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import Environment, get_topic
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from application.mapper import MsgspecMapper
@@ -36,16 +37,15 @@ class IdempotentRecorder(PostgresApplicationRecorder):
         self.copy_staging_statement = SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(
             Identifier(_STAGING)
         )
-        # Under the EXCLUSIVE table lock no other writer can run between the
-        # existence check and the insert; the primary key stays the last word.
+        # One primary-key probe per row, and no join whose cached plan could go
+        # stale as the table grows (autovacuum may never analyze it). Under the
+        # EXCLUSIVE table lock no other writer runs between probe and insert.
         self.insert_new_statement = SQL(
             "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
-            " SELECT s.originator_id, s.originator_version, s.topic, s.state FROM {} s"
-            " WHERE NOT EXISTS (SELECT 1 FROM {}.{} e WHERE"
-            " e.originator_id = s.originator_id"
-            " AND e.originator_version = s.originator_version)"
+            " SELECT originator_id, originator_version, topic, state FROM {}"
+            " ON CONFLICT (originator_id, originator_version) DO NOTHING"
             " RETURNING originator_id, notification_id"
-        ).format(*table, Identifier(_STAGING), *table)
+        ).format(*table, Identifier(_STAGING))
         self.select_first_statement = SQL(
             "SELECT originator_id, topic, state, notification_id FROM {}.{}"
             " WHERE originator_id = ANY(%s) AND originator_version = 1"
@@ -75,8 +75,9 @@ class IdempotentRecorder(PostgresApplicationRecorder):
                     )
             self._lock_table(curs)
             self._notify_channel(curs)
-            curs.execute(self.insert_new_statement, prepare=True)
-            return {r["originator_id"]: r["notification_id"] for r in curs.fetchall()}
+            with curs.connection.cursor(row_factory=tuple_row) as insert:
+                insert.execute(self.insert_new_statement, prepare=True)
+                return dict(insert.fetchall())
 
     def select_first_events(
         self, originator_ids: Sequence[UUID]

@@ -76,7 +76,7 @@ class MsgspecMapper(Mapper[UUID]):
         state["originator_version"] = stored_event.originator_version
         domain_event: Any = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", state)
-        return typing.cast(DomainEventProtocol[UUID], domain_event)
+        return domain_event  # type: ignore[no-any-return]
 
     def _learn(self, topic: str) -> tuple[type, msgspec.json.Decoder[Any], int]:
         cls = resolve_topic(topic)

@@ -227,18 +227,22 @@ class Projector:
     def _read(
         self, app: BillingApplication, position: int, head: int
     ) -> list[RawNotification]:
-        """The next notifications after `position` (plain tuples: the hot path)."""
+        """The next notifications after `position`, up to `head` (plain tuples).
+
+        No upper bound in the SQL: "> position ORDER BY id LIMIT n" is always an
+        ordered index scan, whatever the planner's statistics say; a range
+        condition could tempt it into sorting the whole rest of the log.
+        """
         statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state"
-            " FROM {} WHERE notification_id > %s AND notification_id <= %s"
-            " ORDER BY notification_id LIMIT %s"
+            " FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(Identifier(self.schema, app.events_table))
         with (
             self.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row, binary=True) as curs,
         ):
-            curs.execute(statement, (position, head, self.batch_size), prepare=True)
-            return [RawNotification(*row) for row in curs]
+            curs.execute(statement, (position, self.batch_size), prepare=True)
+            return [RawNotification(*row) for row in curs if row[0] <= head]
 
     # --- reading positions -------------------------------------------------------
 

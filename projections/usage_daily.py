@@ -127,6 +127,34 @@ def _entry(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class DailyChanges:
+    """What one batch changes; `ledger_copy` is the entries as COPY text, built
+    on the projection's reader thread so the writer only ships bytes."""
+
+    entries: list[LedgerEntry]
+    calendars: list[Calendar]
+    ledger_copy: bytes
+
+
+# COPY's text format: backslash, tab, newline and carriage return are escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def ledger_copy_text(entries: Sequence[LedgerEntry]) -> bytes:
+    """Entries as COPY text lines: text fields escaped, instants in ISO 8601."""
+    x = _COPY_ESCAPES
+    return "".join(
+        [
+            f"{e.position}\t{e.tenant_id.translate(x)}\t{e.event_id.translate(x)}"
+            f"\t{e.kind}\t{e.workspace_id.translate(x)}\t{e.product_area.translate(x)}"
+            f"\t{e.unit.translate(x)}\t{e.occurred_at.isoformat()}"
+            f"\t{e.recorded_at.isoformat()}\t{e.quantity_delta}\t{e.count_delta}\n"
+            for e in entries
+        ]
+    ).encode()
+
+
 def split_changes(
     batch: Sequence[Notified],
 ) -> tuple[list[LedgerEntry], list[Calendar]]:
@@ -209,17 +237,15 @@ class PostgresUsageDailyView:
         self.daily = Identifier(schema, Projection.table_name(DAILY, version))
         self.calendars = Identifier(schema, Projection.table_name(CALENDARS, version))
 
-    def add_entries(self, entries: Sequence[LedgerEntry]) -> None:
+    def add_entries(
+        self, entries: Sequence[LedgerEntry], copy_text: bytes | None = None
+    ) -> None:
         if not entries:
             return
-        with self.cursor.copy(
-            SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-                self.ledger, SQL(", ").join(map(Identifier, _LEDGER_COLUMNS))
-            )
-        ) as copy:
-            copy.set_types(_LEDGER_TYPES)
-            for entry in entries:
-                copy.write_row(entry)
+        columns = SQL(", ").join(map(Identifier, _LEDGER_COLUMNS))
+        statement = SQL("COPY {} ({}) FROM STDIN").format(self.ledger, columns)
+        with self.cursor.copy(statement) as copy:
+            copy.write(copy_text or ledger_copy_text(entries))
         self._rollup(
             SQL("l.position BETWEEN %(first)s AND %(last)s"),
             {"first": entries[0].position, "last": entries[-1].position},
@@ -283,19 +309,6 @@ _LEDGER_COLUMNS = (
     "quantity_delta",
     "count_delta",
 )
-_LEDGER_TYPES = [
-    "int8",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "numeric",
-    "int4",
-]
 
 # The one place the bucketing rules live in SQL; InMemoryUsageDailyView is the
 # same rules in Python, and contract tests hold the two together.
@@ -383,13 +396,13 @@ class UsageDailyProjection(Projection):
         (DAILY, "tenant_workspace", "tenant_id, workspace_id, usage_date"),
     )
 
-    def changes(self, batch: Sequence[Notified]) -> Any:
-        return split_changes(batch)
+    def changes(self, batch: Sequence[Notified]) -> DailyChanges:
+        entries, calendars = split_changes(batch)
+        return DailyChanges(entries, calendars, ledger_copy_text(entries))
 
     def write(
         self, cursor: Cursor[Any], schema: str, version: int, changes: Any
     ) -> None:
-        entries, calendars = changes
         view = PostgresUsageDailyView(cursor, schema, version)
-        view.set_calendars(calendars)
-        view.add_entries(entries)
+        view.set_calendars(changes.calendars)
+        view.add_entries(changes.entries, changes.ledger_copy)

@@ -110,4 +110,3 @@ class AuditWriter:
             return
         for _, future in batch:
             future.set_result(position)
-

@@ -6,13 +6,10 @@ if the audit write fails, the request fails and nothing is served.
 
 from __future__ import annotations
 
-import asyncio
-import csv
 import hashlib
-import io
 import os
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -20,7 +17,8 @@ from uuid import UUID, uuid4
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
-from application.audit import AuditUnavailable, AuditWriter
+from application.audit import AuditUnavailable
+from application.audit_async import AsyncAuditWriter
 from application.positions import PositionWatcher
 from application.tokens import Principal
 from application.usage_cache import UsageCache
@@ -31,18 +29,10 @@ from application.usage_queries import (
     UsageQuery,
     UsageReader,
     UsageTotal,
+    csv_copy_sql,
+    query_params,
 )
 from domain.audit import AuditRecord
-
-CSV_HEADER = (
-    "workspace_id",
-    "product_area",
-    "usage_date",
-    "unit",
-    "quantity",
-    "source_event_count",
-)
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class UsageResponse(msgspec.Struct):
@@ -87,7 +77,7 @@ class UsageService:
         pool: AsyncConnectionPool[Any],
         reader: UsageReader,
         cache: UsageCache,
-        audit: AuditWriter,
+        audit: AsyncAuditWriter,
         watcher: PositionWatcher,
         *,
         export_dir: Path,
@@ -148,21 +138,19 @@ class UsageService:
             totals = await self.reader.totals(conn, query, snapshot)
         os.replace(partial, path)
         try:
-            await asyncio.wrap_future(
-                self.audit.submit(
-                    AuditRecord.UsageExported,
-                    tenant_id=principal.tenant_id,
-                    actor_id=principal.subject,
-                    request_id=request_id,
-                    export_id=export_id,
-                    period=_period_fields(snapshot),
-                    filters=_filters(query),
-                    position=snapshot.position,
-                    file_key=file_key,
-                    row_count=row_count,
-                    totals=[msgspec.to_builtins(t) for t in totals],
-                    sha256=digest,
-                )
+            await self.audit.write(
+                AuditRecord.UsageExported,
+                tenant_id=principal.tenant_id,
+                actor_id=principal.subject,
+                request_id=request_id,
+                export_id=export_id,
+                period=_period_fields(snapshot),
+                filters=_filters(query),
+                position=snapshot.position,
+                file_key=file_key,
+                row_count=row_count,
+                totals=[msgspec.to_builtins(t) for t in totals],
+                sha256=digest,
             )
         except Exception as e:
             path.unlink(missing_ok=True)  # never keep an unaudited export
@@ -175,29 +163,25 @@ class UsageService:
     async def _write_csv(
         self, conn: Any, query: UsageQuery, snapshot: Snapshot, path: Path
     ) -> tuple[str, int]:
+        """COPY the rows out as CSV into `path`; returns (sha256, row count).
+
+        Cells are ids, slugs, dates and numbers (validated at ingest), never a
+        line break, so turning COPY's LF line ends into CRLF is exact.
+        """
         digest = hashlib.sha256()
-        rows = 0
-        buffer = io.StringIO()
-        writer = csv_writer(buffer)
-        writer.writerow(CSV_HEADER)
+        cursor = conn.cursor()
         with path.open("wb") as out:
-
-            def flush() -> None:
-                chunk = buffer.getvalue().encode()
-                out.write(chunk)
-                digest.update(chunk)
-                buffer.seek(0)
-                buffer.truncate()
-
-            async for row in self.reader.stream_rows(conn, query, snapshot):
-                writer.writerow(_csv_row(row))
-                rows += 1
-                if buffer.tell() >= 65536:
-                    flush()
-            flush()
+            statement = csv_copy_sql(query)
+            async with cursor.copy(
+                statement, query_params(query, snapshot.period)
+            ) as copy:
+                async for data in copy:
+                    chunk = bytes(data).replace(b"\n", b"\r\n")
+                    out.write(chunk)
+                    digest.update(chunk)
             out.flush()
             os.fsync(out.fileno())
-        return digest.hexdigest(), rows
+        return digest.hexdigest(), max(cursor.rowcount, 0)
 
     async def _wait_for(self, min_position: int | None) -> None:
         if min_position:
@@ -256,17 +240,15 @@ class UsageService:
         request_id: str,
     ) -> None:
         try:
-            await asyncio.wrap_future(
-                self.audit.submit(
-                    AuditRecord.UsageViewed,
-                    tenant_id=principal.tenant_id,
-                    actor_id=principal.subject,
-                    request_id=request_id,
-                    period=_period_fields(snapshot),
-                    filters=_filters(query),
-                    position=snapshot.position,
-                    row_count=row_count,
-                )
+            await self.audit.write(
+                AuditRecord.UsageViewed,
+                tenant_id=principal.tenant_id,
+                actor_id=principal.subject,
+                request_id=request_id,
+                period=_period_fields(snapshot),
+                filters=_filters(query),
+                position=snapshot.position,
+                row_count=row_count,
             )
         except Exception as e:
             raise AuditUnavailable(
@@ -301,28 +283,3 @@ def _join(parts: tuple[bytes, bytes, bytes], row_count: int) -> bytes:
 def _split(value: bytes) -> tuple[tuple[bytes, bytes, bytes], int]:
     rows, totals, adjustments, count = value.split(b"\0")
     return (rows, totals, adjustments), int(count)
-
-
-def spreadsheet_safe(value: str) -> str:
-    """Neutralise cells a spreadsheet would run as a formula (OWASP CSV injection)."""
-    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
-
-
-def _csv_row(row: tuple[Any, ...]) -> tuple[str, ...]:
-    workspace, area, day, unit, quantity, count = row[:6]
-    return tuple(
-        spreadsheet_safe(v)
-        for v in (
-            workspace or "",
-            area or "",
-            day.isoformat() if isinstance(day, date) else "",
-            unit,
-            quantity,
-            str(count),
-        )
-    )
-
-
-def csv_writer(buffer: io.StringIO) -> Any:
-    """RFC 4180: CRLF line ends, quotes only where needed; the bytes are UTF-8."""
-    return csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)

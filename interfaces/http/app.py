@@ -19,6 +19,7 @@ from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from application.audit import AuditWriter
+from application.audit_async import AsyncAuditWriter
 from application.audit_queries import AuditReader
 from application.bootstrap import bootstrap
 from application.clock import utc_now
@@ -93,15 +94,27 @@ async def _read_only_snapshots(conn: AsyncConnection[Any]) -> None:
 async def start_read_side(services: ApiServices) -> None:
     """The asynchronous half, inside the server's event loop."""
     settings = services.settings
+    # No per-checkout ping: a connection broken by a database restart fails
+    # its request (503) and the pool replaces it.
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         settings.conninfo(application_name="billing-api-read"),
         min_size=1,
         max_size=settings.db_pool_size,
         open=False,
         configure=_read_only_snapshots,
-        check=AsyncConnectionPool.check_connection,
+    )
+    write_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.conninfo(application_name="billing-api-audit"),
+        min_size=1,
+        max_size=2,
+        open=False,
     )
     await pool.open(wait=True, timeout=10)
+    await write_pool.open(wait=True, timeout=10)
+    services.write_pool = write_pool
+    services.async_audit = AsyncAuditWriter(
+        services.write_side.audit, write_pool, utc_now
+    )
     watcher = PositionWatcher(settings.conninfo(), progress_channel(settings.db_schema))
     await watcher.start()
     services.read_pool, services.watcher = pool, watcher
@@ -109,7 +122,7 @@ async def start_read_side(services: ApiServices) -> None:
         pool,
         UsageReader(utc_now),
         UsageCache(services.redis, settings.redis_namespace),
-        services.audit,
+        services.async_audit,
         watcher,
         export_dir=settings.export_dir,
         max_wait_seconds=settings.max_read_wait_seconds,
@@ -120,8 +133,9 @@ async def start_read_side(services: ApiServices) -> None:
 async def stop(services: ApiServices) -> None:
     if services.watcher:
         await services.watcher.stop()
-    if services.read_pool:
-        await services.read_pool.close()
+    for pool in (services.read_pool, services.write_pool):
+        if pool:
+            await pool.close()
     services.audit.close()
     await services.redis.aclose()
     services.write_side.close()

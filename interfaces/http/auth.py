@@ -7,7 +7,6 @@ taken from the token and nowhere else.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -66,9 +65,9 @@ async def _audit_denial(
     principal: Principal,
     role: str,
 ) -> None:
-    writer = connection.app.state.audit_writer
+    writer = connection.app.state.services.async_audit
     try:
-        future = writer.submit(
+        await writer.write(
             AuditRecord.AccessDenied,
             tenant_id=principal.tenant_id,
             actor_id=principal.subject,
@@ -78,6 +77,5 @@ async def _audit_denial(
             required_role=role,
             roles=sorted(principal.roles),
         )
-        await asyncio.wrap_future(future)
     except Exception as e:  # noqa: BLE001 - a denial stays a denial even unaudited
         log.error("could not audit an access denial: %s", e)

@@ -8,6 +8,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from application.audit import AuditWriter
+from application.audit_async import AsyncAuditWriter
 from application.audit_queries import AuditReader
 from application.bootstrap import WriteSide
 from application.corrections import Corrections
@@ -32,6 +33,8 @@ class ApiServices:
     metrics: Metrics
     redis: Any
     read_pool: AsyncConnectionPool[Any] | None = None
+    write_pool: AsyncConnectionPool[Any] | None = None
     watcher: PositionWatcher | None = None
+    async_audit: AsyncAuditWriter = field(init=False)
     usage: UsageService = field(init=False)
     audit_reader: AuditReader = field(init=False)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
@@ -164,3 +165,35 @@ def test_another_tenants_export_cannot_be_fetched(
 
     assert response.status_code == 404
     assert listed.json() == []
+
+
+def test_cells_a_spreadsheet_would_run_are_escaped_and_quoting_is_rfc4180(
+    client: TestClient[Any], settings: Settings
+) -> None:
+    # Ingest never lets such values in; write them into the read model directly
+    # to prove the export would still neutralise them.
+    hostile = [
+        ('=HYPERLINK("http://x")', "compute", "=1+1"),
+        ("+cmd", "a,b", "-sum"),
+        ("@evil", 'say "hi"', "\tunit"),
+    ]
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        for workspace, area, unit in hostile:
+            conn.execute(
+                "INSERT INTO billing_usage_daily_v1 VALUES"
+                " ('t_acme', %s, %s, %s, %s, %s, 1, 1, 1, 0, 0, 0)",
+                (FIRST.date(), workspace, area, unit, FIRST.date()),
+            )
+
+    response = export(client, settings)
+
+    rows = list(csv.reader(io.StringIO(response.text, newline="")))
+    assert rows[0] == HEADER.split(",")
+    cells = {(r[0], r[1], r[3]) for r in rows[1:]}
+    assert cells == {
+        ('\'=HYPERLINK("http://x")', "compute", "'=1+1"),
+        ("'+cmd", "a,b", "'-sum"),
+        ("'@evil", 'say "hi"', "'\tunit"),
+    }
+    assert b'"a,b"' in response.content
+    assert b'"say ""hi"""' in response.content

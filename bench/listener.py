@@ -52,7 +52,10 @@ class ProgressListener:
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=0.2):
                     at = time.perf_counter()
-                    name, version, upstream, position = note.payload.split(":")
+                    parts = note.payload.split(":")
+                    if len(parts) != 4:  # e.g. "swap:<name>:<version>"
+                        continue
+                    name, version, upstream, position = parts
                     with self._changed:
                         self.seen.append(
                             Committed(at, name, int(version), upstream, int(position))

@@ -50,13 +50,24 @@ class MsgspecMapper(Mapper[UUID]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        # The hot path of every projection: keep it to one dict lookup and one
-        # msgspec decode per event.
+        return self.decode(  # type: ignore[no-any-return]
+            stored_event.topic,
+            stored_event.state,
+            stored_event.originator_id,
+            stored_event.originator_version,
+        )
+
+    def decode(
+        self, topic: str, data: bytes, originator_id: Any, originator_version: int
+    ) -> Any:
+        """The domain event stored with `topic` and `data` (no StoredEvent needed).
+
+        The hot path of every projection: one dict lookup and one msgspec decode.
+        """
         try:
-            cls, decoder, class_version = self._by_topic[stored_event.topic]
+            cls, decoder, class_version = self._by_topic[topic]
         except KeyError:
-            cls, decoder, class_version = self._learn(stored_event.topic)
-        data = stored_event.state
+            cls, decoder, class_version = self._learn(topic)
         try:
             if self.cipher:
                 data = self.cipher.decrypt(data)
@@ -68,15 +79,15 @@ class MsgspecMapper(Mapper[UUID]):
                 state = self._upcast(cls, decoder, class_version, data)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
             msg = (
-                f"Failed to deserialise stored event {stored_event.topic} "
-                f"{stored_event.originator_id} v{stored_event.originator_version}: {e}"
+                f"Failed to deserialise stored event {topic} "
+                f"{originator_id} v{originator_version}: {e}"
             )
             raise MapperDeserialisationError(msg) from e
-        state["originator_id"] = stored_event.originator_id
-        state["originator_version"] = stored_event.originator_version
+        state["originator_id"] = originator_id
+        state["originator_version"] = originator_version
         domain_event: Any = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", state)
-        return domain_event  # type: ignore[no-any-return]
+        return domain_event
 
     def _learn(self, topic: str) -> tuple[type, msgspec.json.Decoder[Any], int]:
         cls = resolve_topic(topic)

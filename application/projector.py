@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, cast
 from uuid import UUID
 
 import psycopg
@@ -25,6 +25,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from application.event_store import BillingApplication
+from application.mapper import MsgspecMapper
 from application.projection_registry import ProjectionRegistry, tracking_view
 from application.settings import Settings
 from application.tracking import ProjectionTracking
@@ -55,16 +56,6 @@ class ProjectionStatus:
     building_version: int | None
     rebuild_running: bool
     upstreams: list[UpstreamStatus]
-
-
-class RawNotification(NamedTuple):
-    """A stored event with its position; quacks like eventsourcing's Notification."""
-
-    id: int
-    originator_id: UUID
-    originator_version: int
-    topic: str
-    state: bytes
 
 
 def progress_channel(schema: str) -> str:
@@ -196,8 +187,8 @@ class Projector:
         notifications = self._read(app, position, head)
         if not notifications:
             return position, 0, None, None
-        to_domain_event = app.mapper.to_domain_event
-        batch = [Notified(n.id, to_domain_event(n)) for n in notifications]  # type: ignore[arg-type]
+        decode = cast(MsgspecMapper, app.mapper).decode
+        batch = [Notified(n[0], decode(n[3], n[4], n[1], n[2])) for n in notifications]
         return (
             batch[-1].position,
             len(batch),
@@ -226,7 +217,7 @@ class Projector:
 
     def _read(
         self, app: BillingApplication, position: int, head: int
-    ) -> list[RawNotification]:
+    ) -> list[tuple[int, UUID, int, str, bytes]]:
         """The next notifications after `position`, up to `head` (plain tuples).
 
         No upper bound in the SQL: "> position ORDER BY id LIMIT n" is always an
@@ -242,7 +233,8 @@ class Projector:
             conn.cursor(row_factory=tuple_row, binary=True) as curs,
         ):
             curs.execute(statement, (position, self.batch_size), prepare=True)
-            return [RawNotification(*row) for row in curs if row[0] <= head]
+            # (notification_id, originator_id, originator_version, topic, state)
+            return [row for row in curs if row[0] <= head]
 
     # --- reading positions -------------------------------------------------------
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from application.clock import Clock
 from application.ingest import IngestResponse, decode_batch, read_events
 from application.metering import MeteringApp
 from application.tenants import TenantSettingsApp
+from domain.tenant_settings import BillingSettings
+
+SETTINGS_TTL_SECONDS = 5.0
 
 
 class Ingestor:
@@ -23,13 +28,14 @@ class Ingestor:
         self.tenants = tenants
         self.clock = clock
         self.max_events = max_events
+        self._settings: dict[str, tuple[float, BillingSettings]] = {}
 
     def ingest(
         self, tenant_id: str, body: bytes, *, backfill: bool = False
     ) -> IngestResponse:
         """Record what is valid and new; say what happened to every event."""
         items = decode_batch(body, self.max_events)
-        settings = self.tenants.get_settings(tenant_id)
+        settings = self._settings_of(tenant_id)
         now = self.clock()
         candidates, rejections = read_events(
             items,
@@ -40,3 +46,13 @@ class Ingestor:
         return self.metering.record_batch(
             tenant_id, candidates, rejections, now=now, backfill=backfill
         )
+
+    def _settings_of(self, tenant_id: str) -> BillingSettings:
+        """The tenant's settings, re-read at most every few seconds: a change of
+        acceptance window takes effect within SETTINGS_TTL_SECONDS."""
+        cached = self._settings.get(tenant_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        settings = self.tenants.get_settings(tenant_id)
+        self._settings[tenant_id] = (time.monotonic() + SETTINGS_TTL_SECONDS, settings)
+        return settings

@@ -70,7 +70,9 @@ class Settings:
             # Few idle connections per application; grow on demand up to the size.
             "POSTGRES_POOL_SIZE": "1",
             "POSTGRES_MAX_OVERFLOW": str(max(self.db_pool_size - 1, 1)),
-            "POSTGRES_PRE_PING": "y",
+            # No ping per checkout (a round trip per batch): after a database
+            # restart a broken connection fails one request and is replaced.
+            "POSTGRES_PRE_PING": "n",
             "CREATE_TABLE": "y" if create_table else "n",
         }
 

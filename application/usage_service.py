@@ -103,11 +103,19 @@ class UsageService:
         """The encoded answer, and whether it came from the cache."""
         await self._wait_for(min_position)
         async with self.pool.connection() as conn:
+            # One statement (its own snapshot) says where the read model is; a
+            # hit needs nothing more from the database.
             snapshot = await self.reader.snapshot(conn, query)
             key = self._key(query, snapshot)
             cached = await self.cache.get(key)
             if cached is None:
-                data = await self.reader.data(conn, query, snapshot)
+                # Rows and totals must match the position they are reported at:
+                # read them, and the position again, in one REPEATABLE READ
+                # transaction (the projection commits rows and position together).
+                async with conn.pipeline(), conn.transaction():
+                    snapshot = await self.reader.snapshot(conn, query)
+                    data = await self.reader.data(conn, query, snapshot)
+                key = self._key(query, snapshot)
                 parts = self._encode_parts(data)
                 row_count = len(data.rows)
             else:
@@ -132,7 +140,7 @@ class UsageService:
         path = self.export_dir / file_key
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             snapshot = await self.reader.snapshot(conn, query)
             digest, row_count = await self._write_csv(conn, query, snapshot, partial)
             totals = await self.reader.totals(conn, query, snapshot)

@@ -86,9 +86,11 @@ def build_services(settings: Settings) -> ApiServices:
 
 
 async def _read_only_snapshots(conn: AsyncConnection[Any]) -> None:
+    """Single statements run on their own (no BEGIN/COMMIT round trips); explicit
+    transactions are REPEATABLE READ and read only."""
     await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
     await conn.set_read_only(True)
-    await conn.set_autocommit(False)
+    await conn.set_autocommit(True)
 
 
 async def start_read_side(services: ApiServices) -> None:

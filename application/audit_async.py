@@ -2,10 +2,10 @@
 
 Every usage view appends an audit record before it is answered, so this is on
 the hot path of the API. Records of concurrent requests share one transaction
-(one fsync), sent as one pipelined round trip from the event loop. Rows are
-exactly what the audit application's eventsourcing recorder would write (same
-mapper, same table lock that keeps notification order equal to commit order,
-same NOTIFY), so projections and eventsourcing read them as usual.
+(one fsync): one call of a small server-side function, from the event loop.
+Rows are exactly what the audit application's eventsourcing recorder writes
+(same mapper, same table lock that keeps notification order equal to commit
+order, same NOTIFY), so projections and eventsourcing read them as usual.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
 from application.audit import AuditApp, AuditUnavailable, new_record
@@ -35,15 +35,9 @@ class AsyncAuditWriter:
         self.mapper = app.mapper
         self.pool = pool
         self.clock = clock
-        schema = app.settings.db_schema
-        table = Identifier(schema, app.events_table)
-        self.lock = SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table)
-        self.notify = SQL("NOTIFY {}").format(Identifier(app.events_table))
-        self.insert = SQL(
-            "INSERT INTO {} (originator_id, originator_version, topic, state)"
-            " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
-            " RETURNING notification_id"
-        ).format(table)
+        self.append = SQL("SELECT * FROM {}(%s, %s, %s, %s)").format(
+            Identifier(app.settings.db_schema, APPEND_FUNCTION)
+        )
         self._pending: list[tuple[StoredEvent, asyncio.Future[int]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -95,9 +89,31 @@ class AsyncAuditWriter:
             [e.state for e in events],
         )
         async with self.pool.connection() as conn:
-            async with conn.pipeline(), conn.transaction():
-                await conn.execute("SET LOCAL lock_timeout = '5s'")
-                await conn.execute(self.lock)
-                await conn.execute(self.notify)
-                cursor = await conn.execute(self.insert, columns)
+            cursor = await conn.execute(self.append, columns, prepare=True)
             return [row[0] for row in await cursor.fetchall()]
+
+
+APPEND_FUNCTION = "billing_audit_append"
+
+
+def append_function_ddl(schema: str, events_table: str) -> Composed:
+    """One server-side call does what eventsourcing's recorder does around an
+    append (bounded lock wait, EXCLUSIVE table lock so notification order is
+    commit order, NOTIFY, insert): a single round trip per group commit."""
+    return SQL(
+        "CREATE OR REPLACE FUNCTION {function}(ids uuid[], versions bigint[],"
+        " topics text[], states bytea[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $$"
+        " BEGIN"
+        "  SET LOCAL lock_timeout = '5s';"
+        "  LOCK TABLE {table} IN EXCLUSIVE MODE;"
+        "  NOTIFY {channel};"
+        "  RETURN QUERY INSERT INTO {table}"
+        "   (originator_id, originator_version, topic, state)"
+        "   SELECT * FROM unnest(ids, versions, topics, states)"
+        "   RETURNING notification_id;"
+        " END $$"
+    ).format(
+        function=Identifier(schema, APPEND_FUNCTION),
+        table=Identifier(schema, events_table),
+        channel=Identifier(events_table),
+    )

@@ -7,6 +7,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from application.audit import AuditApp
+from application.audit_async import append_function_ddl
 from application.database import connect, ensure_database
 from application.metering import MeteringApp
 from application.projector import Projector
@@ -56,6 +57,10 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
         projector = Projector(settings, PROJECTIONS, upstreams)
         if create_tables:
             projector.ensure_tables()
+            with connect(settings, autocommit=True) as conn:
+                conn.execute(
+                    append_function_ddl(settings.db_schema, audit.events_table)
+                )
     return WriteSide(settings, metering, tenants, audit, projector)
 
 

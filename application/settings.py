@@ -40,6 +40,7 @@ class Settings:
     projection_batch_size: int = 5_000
     projection_tick_seconds: float = 5.0
     db_pool_size: int = 8
+    local_cache_bytes: int = 32 * 1024 * 1024
     log_level: str = "INFO"
 
     @property
@@ -113,6 +114,12 @@ class Settings:
             ),
             db_pool_size=_whole(env, "BILLING_DB_POOL_SIZE", 8),
             max_body_bytes=_whole(env, "BILLING_MAX_BODY_BYTES", base.max_body_bytes),
+            local_cache_bytes=_whole(
+                env,
+                "BILLING_LOCAL_CACHE_BYTES",
+                base.local_cache_bytes,
+                allow_zero=True,
+            ),
             log_level=env.get("BILLING_LOG_LEVEL", base.log_level).upper(),
         )
         return settings.checked()
@@ -189,12 +196,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+def _whole(
+    env: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.strip().isdigit() or int(raw) <= 0:
-        raise ConfigurationError(f"{name} must be a positive whole number, got {raw!r}")
+    if not raw.strip().isdigit() or int(raw) < (0 if allow_zero else 1):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ConfigurationError(f"{name} must be a {kind} whole number, got {raw!r}")
     return int(raw)
 
 

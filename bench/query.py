@@ -8,10 +8,9 @@ The data set is DESIGN section 10's: one tenant with 90 days of 20 workspaces x
 900,000 events), plus two smaller tenants. It is seeded in-process through the
 Ingestor's backfill path and projected before `billing serve` starts.
 
-Uncached, one client: the namespace's usage keys are deleted from Redis before
-each request (untimed), so each request is a real miss. Uncached, many clients:
-a second server points at bench/null_redis.py, a Redis that keeps nothing, so
-every request misses and still pays a miss's GET and SET round trips.
+Uncached: a second server points at bench/null_redis.py, a Redis that keeps
+nothing, with its in-process cache off (BILLING_LOCAL_CACHE_BYTES=0), so every
+request is a real miss and still pays a miss's GET and SET round trips.
 References, same run: the same rows and totals aggregated in SQL from the raw
 events (billing_usage_ledger, one row per event; given an index on tenant,
 workspace and time, and work_mem for an in-memory hash aggregate, as a system
@@ -22,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +30,6 @@ from typing import Any
 import httpx
 import msgspec
 import psycopg
-import redis
 from common import (
     Bench,
     Report,
@@ -201,21 +199,8 @@ class Results:
     raw_totals: list[list[str]] = field(default_factory=list)
 
 
-def deleting_usage_keys(bench: Bench) -> Callable[[], None]:
-    """A callable that deletes this run's cached usage answers from Redis."""
-    client = redis.Redis.from_url(bench.settings.redis_url)
-    pattern = f"{bench.settings.redis_namespace}:usage:*"
-
-    def delete() -> None:
-        keys = list(client.scan_iter(pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-
-    return delete
-
-
 def one_client_cases(
-    args: argparse.Namespace, port: int, bearer: str, delete: Callable[[], None]
+    args: argparse.Namespace, port: int, bearer: str, case: str
 ) -> dict[str, Load]:
     """Latency of one client for one workspace and the whole tenant."""
     results = {}
@@ -224,10 +209,8 @@ def one_client_cases(
         ("whole tenant", USAGE),
     ):
         request = get_request(path, bearer)
-        one_client(port, request, 5, delete)  # warm up the code paths, not the cache
-        results[f"{scope}, uncached"] = one_client(port, request, args.requests, delete)
-        fetch(port, request)
-        results[f"{scope}, cached"] = one_client(port, request, args.requests)
+        one_client(port, request, 5)  # warm up (and, when cached, fill the cache)
+        results[f"{scope}, {case}"] = one_client(port, request, args.requests)
     return results
 
 
@@ -281,8 +264,8 @@ def measure_with_cache(
         port, healthz = server.port, get_request("/healthz")
         out.one["healthz"] = one_client(port, healthz, args.requests)
         out.many["healthz"], _ = many_clients(args, server, [healthz])
-        progress("one client")
-        out.one |= one_client_cases(args, port, bearer, deleting_usage_keys(bench))
+        progress("one client, cached")
+        out.one |= one_client_cases(args, port, bearer, "cached")
         progress(f"{args.clients} clients, cached")
         requests = mixed_requests(bearer)
         for request in requests:
@@ -307,8 +290,14 @@ def measure_without_cache(
     bench.processes.append(null)
     try:
         null.wait_for_log("listening")
-        env = service_env(bench.settings, REDIS_URL=f"redis://127.0.0.1:{port}/0")
+        env = service_env(
+            bench.settings,
+            REDIS_URL=f"redis://127.0.0.1:{port}/0",
+            BILLING_LOCAL_CACHE_BYTES="0",
+        )
         with running_server(bench, workers=args.workers, env=env) as server:
+            progress("one client, uncached")
+            out.one |= one_client_cases(args, server.port, bearer, "uncached")
             progress(f"{args.clients} clients, uncached")
             requests = mixed_requests(bearer)
             out.many["uncached"], out.monitors["uncached"] = many_clients(

@@ -123,7 +123,11 @@ async def start_read_side(services: ApiServices) -> None:
     services.usage = UsageService(
         pool,
         UsageReader(utc_now),
-        UsageCache(services.redis, settings.redis_namespace),
+        UsageCache(
+            services.redis,
+            settings.redis_namespace,
+            local_bytes=settings.local_cache_bytes,
+        ),
         services.async_audit,
         watcher,
         export_dir=settings.export_dir,

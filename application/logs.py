@@ -9,7 +9,12 @@ from typing import Any
 
 import msgspec
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Record attributes that are not `extra` fields (uvicorn adds color_message).
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

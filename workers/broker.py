@@ -5,6 +5,7 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
+from application.logs import configure_logging
 from application.settings import Settings
 from workers.dead_letters import DeadLetterReasons
 
@@ -22,5 +23,6 @@ def create_broker(settings: Settings) -> RedisBroker:
 
 
 settings = Settings.from_env()
+configure_logging(settings.log_level)  # JSON lines, as the API writes them
 broker = create_broker(settings)
 dramatiq.set_broker(broker)

@@ -271,14 +271,21 @@ def demo(port: int, reseed: bool) -> None:
         [sys.executable, "-m", "interfaces.cli", "worker", "--processes", "1"]
     )
     _print_welcome(settings, port)
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)]
+    )
     try:
-        subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)],
-            check=False,
-        )
+        server.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping the API and the worker")
     finally:
-        worker_process.send_signal(signal.SIGTERM)
-        worker_process.wait(timeout=30)
+        # SIGTERM is a graceful stop for both, even after a terminal's Ctrl-C
+        # reached them already (a second SIGINT would make uvicorn force-quit).
+        for process in (server, worker_process):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (server, worker_process):
+            process.wait(timeout=30)
 
 
 def _print_welcome(settings: Settings, port: int) -> None:

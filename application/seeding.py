@@ -3,27 +3,35 @@
 Several tenants (each in its own timezone), workspaces and product areas; a
 weekday/weekend and daytime rhythm with growth; a few injected spikes; and the
 untidy parts real metering has: late events, re-sent duplicates and batches out
-of order. History older than the acceptance window goes through the audited
-ops backfill, as DESIGN section 4 requires.
+of order.
+
+The history is replayed as its producers would have sent it live: the
+ingestor's clock follows the data, each tenant's usage arriving in blocks of
+its local day shortly after the block's last usage, and a few events held back
+for hours or days. So the demo's days are not all "late" because they were
+loaded today: late counts, restated days and late adjustments of closed
+periods come from the events that really were sent late.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
-from application.audit import AuditWriter
-from application.clock import Clock
+from application.clock import Clock, SetClock
+from application.metering import MeteringApp
 from application.recording import Ingestor
 from application.tenants import TenantSettingsApp
-from domain.audit import AuditRecord
 from domain.tenant_settings import BillingSettings
 
 PRODUCT_AREAS = [
@@ -67,7 +75,6 @@ class SeedPlan:
     days: int = 90
     events_per_day: int = 24
     seed: int = 7
-    batch_size: int = 1000
 
     def tenant_list(self) -> list[tuple[str, str]]:
         known = TENANTS[: self.tenants]
@@ -93,17 +100,28 @@ class SeedPlan:
         return self.tenants * per_tenant
 
 
-def generate(plan: SeedPlan, now: datetime, tenant: str) -> Iterator[dict[str, Any]]:
-    """The tenant's usage events, oldest day first, deterministic for a seed."""
+# How the replayed producers send: a block of BLOCK_HOURS local hours, SEND_DELAY
+# after its last usage; LATE_SHARE of the events held back for LATE_DELAYS.
+BLOCK_HOURS = 6
+SEND_DELAY = timedelta(seconds=30)
+LATE_SHARE = 0.002
+LATE_DELAYS = (timedelta(hours=6), timedelta(days=5))
+MAX_BATCH = 10_000
+
+
+def generate_days(
+    plan: SeedPlan, now: datetime, tenant: str
+) -> Iterator[list[dict[str, Any]]]:
+    """The tenant's usage events, a (UTC) day at a time, oldest first;
+    deterministic for a seed and a `now`."""
     rng = random.Random(f"{plan.seed}/{tenant}")  # noqa: S311 - demo data, seeded
     spikes = {
         (rng.randrange(plan.days), rng.randrange(plan.workspaces)) for _ in range(3)
     }
-    start = (now - timedelta(days=plan.days - 1)).replace(
-        hour=0, minute=0, second=0, microsecond=0
-    )
+    start = history_start(plan, now)
     step = timedelta(hours=24) / plan.events_per_day
     for day in range(plan.days):
+        events: list[dict[str, Any]] = []
         for w, workspace in enumerate(plan.workspace_list()):
             level = Decimal(0.5 + rng.random() * 2) * Decimal(1 + day / plan.days / 2)
             for area, unit, base in plan.area_list():
@@ -115,17 +133,27 @@ def generate(plan: SeedPlan, now: datetime, tenant: str) -> Iterator[dict[str, A
                         Decimal(12) if (day, w) in spikes else 1
                     )
                     quantity = (base * level * factor).quantize(Decimal("0.001"))
-                    yield {
-                        "id": f"{tenant}-{workspace}-{area}-{day:03d}-{i:03d}",
-                        "workspace_id": workspace,
-                        "product_area": area,
-                        "quantity": str(quantity),
-                        "unit": unit,
-                        "timestamp": at.isoformat(),
-                        "properties": {
-                            "region": rng.choice(["eu-west-1", "us-east-1"])
-                        },
-                    }
+                    events.append(
+                        {
+                            "id": f"{tenant}-{workspace}-{area}-{day:03d}-{i:03d}",
+                            "workspace_id": workspace,
+                            "product_area": area,
+                            "quantity": str(quantity),
+                            "unit": unit,
+                            "timestamp": at.isoformat(),
+                            "properties": {
+                                "region": rng.choice(["eu-west-1", "us-east-1"])
+                            },
+                        }
+                    )
+        yield events
+
+
+def history_start(plan: SeedPlan, now: datetime) -> datetime:
+    """Midnight (UTC) of the first day of the plan's history."""
+    return (now - timedelta(days=plan.days - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
 
 
 def _rhythm(at: datetime, rng: random.Random) -> Decimal:
@@ -135,11 +163,45 @@ def _rhythm(at: datetime, rng: random.Random) -> Decimal:
     return Decimal(weekday * daytime * noise).quantize(Decimal("0.0001"))
 
 
-def untidy(events: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
-    """Shuffle a batch and re-send a few of its events, as producers do."""
-    rng.shuffle(events)
-    duplicates = [dict(e) for e in rng.sample(events, k=min(2, len(events)))]
-    return events + duplicates
+@dataclass(order=True)
+class Send:
+    """One batch a producer sends, and when."""
+
+    at: datetime
+    order: int
+    tenant: str = field(compare=False)
+    events: list[dict[str, Any]] = field(compare=False)
+
+
+def producer_sends(
+    events: list[dict[str, Any]],
+    tenant: str,
+    timezone: str,
+    rng: random.Random,
+    order: Iterator[int],
+) -> Iterator[Send]:
+    """A day of one tenant's usage as its producer sends it: each block of its
+    local day just after the block's last usage, shuffled, now and then with an
+    event re-sent; a few events held back and sent late on their own."""
+    zone = ZoneInfo(timezone)
+    blocks: dict[tuple[Any, int], list[dict[str, Any]]] = {}
+    for event in events:
+        at = datetime.fromisoformat(event["timestamp"])
+        if rng.random() < LATE_SHARE:
+            low, high = LATE_DELAYS
+            delay = low + (high - low) * rng.random()
+            yield Send(at + delay, next(order), tenant, [event])
+            continue
+        local = at.astimezone(zone)
+        blocks.setdefault((local.date(), local.hour // BLOCK_HOURS), []).append(event)
+    for block in blocks.values():
+        last = max(datetime.fromisoformat(e["timestamp"]) for e in block)
+        rng.shuffle(block)
+        for i in range(0, len(block), MAX_BATCH):
+            batch = block[i : i + MAX_BATCH]
+            if rng.random() < 0.3:  # a retry re-sends an event already in the batch
+                batch = [*batch, dict(rng.choice(batch))]
+            yield Send(last + SEND_DELAY, next(order), tenant, batch)
 
 
 @dataclass
@@ -151,75 +213,56 @@ class SeedReport:
     position: int = 0
 
 
-def seed(  # noqa: PLR0913
+def seed(
     plan: SeedPlan,
     *,
-    ingestor: Ingestor,
+    metering: MeteringApp,
     tenants: TenantSettingsApp,
-    audit: AuditWriter,
     clock: Clock,
     progress: Callable[[int], None] = lambda _: None,
 ) -> SeedReport:
-    """Send the plan's events for every tenant; returns what the store said."""
+    """Replay the plan's usage of every tenant, in the order it would have been
+    sent, through the ingestor; returns what the store said."""
     now = clock()
+    start = history_start(plan, now)
+    replay = SetClock(start)  # the time the replayed producers send at
+    ingestor = Ingestor(metering, tenants, clock=replay, max_events=MAX_BATCH)
     report = SeedReport()
+    order = itertools.count()
+    pending: list[Send] = []
+    producers = []
     for tenant, timezone in plan.tenant_list():
         tenants.change_settings(
-            tenant, BillingSettings(timezone=timezone), actor_id="seed", now=now
+            tenant, BillingSettings(timezone=timezone), actor_id="seed", now=start
         )
-        window = tenants.get_settings(tenant).acceptance_window
-        rng = random.Random(f"{plan.seed}/{tenant}/batches")  # noqa: S311
-        late: list[dict[str, Any]] = []
-        batch: list[dict[str, Any]] = []
-        for event in generate(plan, now, tenant):
-            if rng.random() < 0.002:  # held back: arrives late, after newer usage
-                late.append(event)
-                continue
-            batch.append(event)
-            if len(batch) >= plan.batch_size:
-                _send(untidy(batch, rng), tenant, now - window, ingestor, audit, report)
-                progress(len(batch))
-                batch = []
-        for chunk in (batch, late):
-            if chunk:
-                _send(untidy(chunk, rng), tenant, now - window, ingestor, audit, report)
-                progress(len(chunk))
+        rng = random.Random(f"{plan.seed}/{tenant}/sends")  # noqa: S311
+        producers.append((generate_days(plan, now, tenant), tenant, timezone, rng))
+    for day in range(plan.days):
+        for history, tenant, timezone, rng in producers:
+            for send in producer_sends(next(history), tenant, timezone, rng, order):
+                heapq.heappush(pending, send)
+        # What is due before the next day's first send can go now, in order.
+        due = start + timedelta(days=day + 1)
+        while pending and pending[0].at <= due:
+            _send(heapq.heappop(pending), ingestor, replay, now, report, progress)
+    while pending:
+        _send(heapq.heappop(pending), ingestor, replay, now, report, progress)
     return report
 
 
 def _send(  # noqa: PLR0913
-    events: list[dict[str, Any]],
-    tenant: str,
-    window_start: datetime,
+    send: Send,
     ingestor: Ingestor,
-    audit: AuditWriter,
+    replay: SetClock,
+    now: datetime,
     report: SeedReport,
+    progress: Callable[[int], None],
 ) -> None:
-    old = [e for e in events if datetime.fromisoformat(e["timestamp"]) < window_start]
-    recent = [
-        e for e in events if datetime.fromisoformat(e["timestamp"]) >= window_start
-    ]
-    if old:
-        response = ingestor.ingest(tenant, msgspec.json.encode(old), backfill=True)
-        audit.write(
-            AuditRecord.BackfillRecorded,
-            tenant_id=tenant,
-            actor_id="seed",
-            request_id="seed",
-            accepted=response.accepted,
-            duplicates=response.duplicates,
-            conflicts=response.conflicts,
-            rejected=response.rejected,
-            position=response.position,
-        )
-        _add(report, response)
-    if recent:
-        _add(report, ingestor.ingest(tenant, msgspec.json.encode(recent)))
-
-
-def _add(report: SeedReport, response: Any) -> None:
+    replay.now = min(send.at, now)  # held back past the present: it arrives now
+    response = ingestor.ingest(send.tenant, msgspec.json.encode(send.events))
     report.accepted += response.accepted
     report.duplicates += response.duplicates
     report.conflicts += response.conflicts
     report.rejected += response.rejected
     report.position = max(report.position, response.position)
+    progress(len({e["id"] for e in send.events}))

@@ -150,10 +150,9 @@ def seed(  # noqa: PLR0913
     events_per_day: int,
     seed_value: int,
 ) -> None:
-    """Load deterministic demo usage through the real ingest path."""
-    from application.audit import AuditWriter
+    """Load deterministic demo usage through the real ingest path, replayed as
+    its producers would have sent it over the last DAYS days."""
     from application.clock import utc_now
-    from application.recording import Ingestor
     from application.seeding import SeedPlan
     from application.seeding import seed as run_seed
 
@@ -161,27 +160,23 @@ def seed(  # noqa: PLR0913
     plan = SeedPlan(
         tenants, workspaces, product_areas, days, events_per_day, seed_value
     )
-    with _write_side(settings) as ws:
-        audit = AuditWriter(ws.audit, clock=utc_now)
-        ingestor = Ingestor(ws.metering, ws.tenants, clock=utc_now, max_events=10_000)
-        try:
-            with click.progressbar(
-                length=plan.expected_events,
-                label="seeding usage",
-                show_eta=True,
-                show_pos=True,
-                file=sys.stderr,
-            ) as bar:
-                report = run_seed(
-                    plan,
-                    ingestor=ingestor,
-                    tenants=ws.tenants,
-                    audit=audit,
-                    clock=utc_now,
-                    progress=bar.update,
-                )
-        finally:
-            audit.close()
+    with (
+        _write_side(settings) as ws,
+        click.progressbar(
+            length=plan.expected_events,
+            label="seeding usage",
+            show_eta=True,
+            show_pos=True,
+            file=sys.stderr,
+        ) as bar,
+    ):
+        report = run_seed(
+            plan,
+            metering=ws.metering,
+            tenants=ws.tenants,
+            clock=utc_now,
+            progress=bar.update,
+        )
     click.echo(
         f"accepted {report.accepted}, duplicates {report.duplicates}, "
         f"conflicts {report.conflicts}, rejected {report.rejected}; "

@@ -14,6 +14,7 @@ import psycopg
 
 from application.audit import AuditWriter
 from application.bootstrap import WriteSide
+from application.clock import SetClock
 from application.corrections import AmendEvent, Corrections, VoidEvent
 from application.ingest import IngestResponse
 from application.recording import Ingestor
@@ -21,20 +22,10 @@ from domain.tenant_settings import BillingSettings
 from tests.oracle import read_model
 
 
-class Clock:
-    """A clock that says what the test says."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Harness:
     write_side: WriteSide
-    clock: Clock
+    clock: SetClock
     ingestor: Ingestor
     corrections: Corrections
 
@@ -89,7 +80,7 @@ class Harness:
 
 @contextmanager
 def harness_for(write_side: WriteSide, start: datetime) -> Iterator[Harness]:
-    clock = Clock(start)
+    clock = SetClock(start)
     audit = AuditWriter(write_side.audit, clock=clock)
     try:
         yield Harness(

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from application.bootstrap import WriteSide
-from application.seeding import BLOCK_HOURS, SEND_DELAY, SeedPlan, generate_days, seed
+from application.seeding import (
+    BLOCK_HOURS,
+    SEND_DELAY,
+    SeedPlan,
+    SeedReport,
+    generate_days,
+    seed,
+)
 from tests.oracle import read_model
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
@@ -24,21 +31,20 @@ def _generated(plan: SeedPlan) -> int:
     )
 
 
+def seed_plan(write_side: WriteSide) -> SeedReport:
+    return seed(
+        PLAN,
+        metering=write_side.metering,
+        tenants=write_side.tenants,
+        clock=lambda: NOW,
+    )
+
+
 def test_a_seed_is_deterministic_and_stores_every_event_once(
     write_side: WriteSide,
 ) -> None:
-    first = seed(
-        PLAN,
-        metering=write_side.metering,
-        tenants=write_side.tenants,
-        clock=lambda: NOW,
-    )
-    again = seed(
-        PLAN,
-        metering=write_side.metering,
-        tenants=write_side.tenants,
-        clock=lambda: NOW,
-    )
+    first = seed_plan(write_side)
+    again = seed_plan(write_side)
 
     generated = _generated(PLAN)
     assert (first.accepted, first.conflicts, first.rejected) == (generated, 0, 0)
@@ -52,12 +58,7 @@ def test_a_seed_is_deterministic_and_stores_every_event_once(
 def test_seeded_usage_arrives_as_if_sent_live_with_a_few_late_events(
     write_side: WriteSide,
 ) -> None:
-    report = seed(
-        PLAN,
-        metering=write_side.metering,
-        tenants=write_side.tenants,
-        clock=lambda: NOW,
-    )
+    report = seed_plan(write_side)
     write_side.projector.advance("billing_usage_daily")
 
     with psycopg.connect(write_side.settings.conninfo()) as conn:

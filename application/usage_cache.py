@@ -1,8 +1,9 @@
 """Redis cache of usage answers, keyed so it can never be stale or cross tenants.
 
-The key holds the tenant, the read model's version and position, the period and
-the filters: a new position is a new key, so an entry is never older than the
-read model. With Redis down, lookups miss (quickly, for a few seconds without
+The key holds the tenant, the read model's live copy (version and table OID),
+its positions, the period and the filters: a new position, a rebuild or a
+re-created database is a new key, so an entry is never older than the read
+model. Entries expire after an hour. With Redis down, lookups miss (quickly, for a few seconds without
 retrying) and answers come from PostgreSQL.
 """
 

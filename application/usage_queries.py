@@ -145,6 +145,7 @@ class Snapshot:
     """Where the read model stood, and the tenant's calendar, in one snapshot."""
 
     version: int
+    table: int  # the live copy's table OID: new for each rebuild and each database
     position: int
     settings_position: int  # calendars processed: part of what the rows depend on
     head: int
@@ -179,6 +180,7 @@ class UsageReader:
         assert row is not None
         (
             version,
+            table,
             position,
             settings_position,
             next_recorded_at,
@@ -201,7 +203,9 @@ class UsageReader:
         as_of = (
             now if position >= head or next_recorded_at is None else next_recorded_at
         )
-        return Snapshot(version, position, settings_position, head, period, as_of)
+        return Snapshot(
+            version, table, position, settings_position, head, period, as_of
+        )
 
     async def data(
         self, conn: AsyncConnection[Any], query: UsageQuery, snapshot: Snapshot
@@ -349,7 +353,9 @@ def csv_copy_sql(query: UsageQuery) -> Composed:
 
 
 _SNAPSHOT_SQL = SQL(
-    "SELECT p.live_version, coalesce(t.notification_id, 0),"
+    "SELECT p.live_version,"
+    " to_regclass('billing_usage_daily_v' || p.live_version)::oid::bigint,"
+    " coalesce(t.notification_id, 0),"
     " (SELECT coalesce(max(s.notification_id), 0) FROM billing_usage_daily_tracking s"
     "  WHERE s.application_name = 'tenant_settings'),"
     " (SELECT (convert_from(e.state, 'UTF8')::json ->> 'timestamp')::timestamptz"

@@ -207,11 +207,14 @@ class UsageService:
         return int(row[0]) if row else 0
 
     def _key(self, query: UsageQuery, snapshot: Snapshot) -> str:
-        # Everything the data depends on: tenant, read-model version, how far it
-        # processed both upstreams (usage and calendars), period and filters.
+        # Everything the data depends on: tenant, the live copy (version, and
+        # its table's OID, so a rebuilt or re-created database never meets an
+        # old answer at the same positions), how far it processed both
+        # upstreams (usage and calendars), period and filters.
         return self.cache.key(
             query.tenant_id,
             snapshot.version,
+            snapshot.table,
             snapshot.position,
             snapshot.settings_position,
             snapshot.period.start.isoformat(),

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -14,6 +15,7 @@ from litestar.testing import TestClient
 
 from application.settings import Settings
 from interfaces.http.app import create_app
+from tests.conftest import drop_schema
 from tests.support import auth, caught_up, event
 
 USAGE = "/api/billing/usage"
@@ -212,3 +214,35 @@ def test_a_calendar_change_is_never_answered_from_the_old_cache(
 
     assert after.headers["x-cache"] == "miss"
     assert after.json()["period"]["timezone"] == "Pacific/Kiritimati"
+
+
+def _serve_one_event(settings: Settings, quantity: str) -> list[tuple[str, Decimal]]:
+    """A fresh app on `settings`' database: one event in, read twice."""
+    app = create_app(settings)
+    admin = auth(settings, "t_acme", "admin")
+    with TestClient(app=app) as client:
+        position = client.post(
+            "/api/metering/events",
+            json=[event("e1", quantity=quantity)],
+            headers=auth(settings, "t_acme", "metering"),
+        ).json()["position"]
+        app.state.services.write_side.projector.advance("billing_usage_daily")
+        answers = [
+            client.get(USAGE, params={"min_position": position}, headers=admin)
+            for _ in range(2)
+        ]
+    return [
+        (a.headers["x-cache"], Decimal(a.json()["totals"][0]["quantity"]))
+        for a in answers
+    ]
+
+
+def test_a_recreated_database_is_never_answered_from_the_old_cache(
+    settings: Settings,
+) -> None:
+    before = _serve_one_event(settings, "5")
+    drop_schema(settings)  # a reset or a restore: same positions, other data
+    after = _serve_one_event(settings, "7")
+
+    assert before == [("miss", Decimal(5)), ("hit", Decimal(5))]
+    assert after == [("miss", Decimal(7)), ("hit", Decimal(7))]

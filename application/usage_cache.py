@@ -3,8 +3,8 @@
 The key holds the tenant, the read model's live copy (version and table OID),
 its positions, the period and the filters: a new position, a rebuild or a
 re-created database is a new key, so an entry is never older than the read
-model. Entries expire after an hour. With Redis down, lookups miss (quickly, for a few seconds without
-retrying) and answers come from PostgreSQL.
+model. Entries expire after an hour. With Redis down, lookups miss (quickly,
+for a few seconds without retrying) and answers come from PostgreSQL.
 """
 
 from __future__ import annotations

@@ -262,25 +262,37 @@ def demo(port: int, reseed: bool) -> None:
         empty = ws.metering.head_position() == 0
     if empty or reseed:
         subprocess.run([sys.executable, "-m", "interfaces.cli", "seed"], check=True)
-    worker_process = subprocess.Popen(
-        [sys.executable, "-m", "interfaces.cli", "worker", "--processes", "1"]
-    )
-    _print_welcome(settings, port)
-    server = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)]
-    )
+    # `kill` or a closed terminal stops the demo as Ctrl-C does: children too.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _interrupt)
+    children: list[subprocess.Popen[bytes]] = []
     try:
-        server.wait()
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "interfaces.cli", "worker", "--processes", "1"]
+            )
+        )
+        _print_welcome(settings, port)
+        children.append(
+            subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)]
+            )
+        )
+        children[-1].wait()
     except KeyboardInterrupt:
         click.echo("stopping the API and the worker")
     finally:
         # SIGTERM is a graceful stop for both, even after a terminal's Ctrl-C
         # reached them already (a second SIGINT would make uvicorn force-quit).
-        for process in (server, worker_process):
+        for process in children:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in (server, worker_process):
+        for process in children:
             process.wait(timeout=30)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_welcome(settings: Settings, port: int) -> None:

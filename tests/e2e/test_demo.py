@@ -1,11 +1,11 @@
-"""`billing demo` (what `make demo` runs) serves, and Ctrl-C stops all of it cleanly."""
+"""`billing demo` (what `make demo` runs) serves; Ctrl-C or kill stops all of it."""
 
 from __future__ import annotations
 
 import os
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -46,8 +46,15 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def test_demo_serves_seeded_usage_and_stops_cleanly_on_ctrl_c(
-    demo_settings: Settings,
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(lambda pid: os.killpg(pid, signal.SIGINT), id="ctrl-c"),
+        pytest.param(lambda pid: os.kill(pid, signal.SIGTERM), id="kill"),
+    ],
+)
+def test_demo_serves_seeded_usage_and_stops_cleanly(
+    demo_settings: Settings, stop: Callable[[int], None]
 ) -> None:
     env = env_for(demo_settings)
     tiny = ("--tenants", "1", "--workspaces", "1", "--product-areas", "2")
@@ -73,7 +80,7 @@ def test_demo_serves_seeded_usage_and_stops_cleanly_on_ctrl_c(
         assert answer.status_code == 200, answer.text
         assert answer.json()["tenant_id"] == "t_acme"
 
-        os.killpg(demo.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+        stop(demo.proc.pid)  # a terminal's Ctrl-C, or `kill` of the demo alone
         assert demo.proc.wait(timeout=60) == 0, demo.output()
         demo._reader.join(timeout=5)
         assert "stopping the API and the worker" in demo.output()

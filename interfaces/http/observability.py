@@ -1,17 +1,31 @@
-"""Request ids, one access-log line per request, and Prometheus metrics."""
+"""Request ids, one access-log line per request, and Prometheus metrics.
+
+With several HTTP processes (`billing serve --workers N`) the metrics are kept
+in prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, which
+`serve` sets up), so any process's /metrics answers for all of them.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
 from typing import Any
 
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 access_log = logging.getLogger("billing.access")
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -63,31 +77,47 @@ class Metrics:
             "Notification position a projection has processed",
             ["projection", "upstream"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.projection_head = Gauge(
             "billing_projection_head",
             "Newest notification position of an upstream",
             ["projection", "upstream"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.projection_lag_events = Gauge(
             "billing_projection_lag_events",
             "Events a projection has yet to process",
             ["projection", "upstream"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.projection_lag_seconds = Gauge(
             "billing_projection_lag_seconds",
             "Age of the oldest event a projection has yet to process",
             ["projection", "upstream"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.queue_depth = Gauge(
             "billing_queue_depth",
             "Messages waiting in a Dramatiq queue",
             ["queue"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
+
+    def exposition(self) -> bytes:
+        """The text format: this process's registry, or every HTTP process's."""
+        if os.environ.get(MULTIPROCESS_DIR):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class RequestContextMiddleware(ASGIMiddleware):
@@ -104,7 +134,7 @@ class RequestContextMiddleware(ASGIMiddleware):
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id  # type: ignore[typeddict-unknown-key]
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -117,8 +147,17 @@ class RequestContextMiddleware(ASGIMiddleware):
 
         try:
             await next_app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Raised before any response (an authentication failure, say): the
+            # app's exception handler answers outside this middleware, so the
+            # status is the exception's and the request id travels on it.
+            if status is None and isinstance(exc, HTTPException):
+                status = exc.status_code
+                exc.headers = {**(exc.headers or {}), "X-Request-ID": request_id}
+            raise
         finally:
-            self._record(scope, status, time.perf_counter() - started, request_id)
+            elapsed = time.perf_counter() - started
+            self._record(scope, status or 500, elapsed, request_id)
 
     def _record(
         self, scope: Scope, status: int, seconds: float, request_id: str

@@ -10,7 +10,7 @@ import anyio
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from interfaces.http.services import ApiServices
 
@@ -48,7 +48,7 @@ class SystemController(Controller):
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
     async def metrics(self, services: NamedDependency[ApiServices]) -> Response[bytes]:
         await _refresh_projection_gauges(services)
-        body = generate_latest(services.metrics.registry)
+        body = services.metrics.exposition()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

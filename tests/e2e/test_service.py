@@ -95,6 +95,27 @@ def test_requests_are_logged_as_json_with_tenant_and_request_id(
     assert service.settings.jwt_secret not in "".join(service.server.lines)
 
 
+def test_an_unauthenticated_request_is_logged_and_counted_as_401_not_500(
+    service: Service,
+) -> None:
+    response = httpx.get(
+        f"{service.base_url}/api/billing/usage",
+        headers={"X-Request-ID": "req-no-token-1"},
+    )
+
+    assert response.status_code == 401
+    assert response.headers["x-request-id"] == "req-no-token-1"
+    service.server.wait_for_output("req-no-token-1")
+    line = next(e for e in service.server.lines if "req-no-token-1" in e)
+    assert json.loads(line)["status"] == 401
+    metrics = httpx.get(f"{service.base_url}/metrics").text
+    assert (
+        'billing_http_request_duration_seconds_count{method="GET",'
+        'route="/api/billing/usage",status="401"}'
+    ) in metrics
+    assert 'route="/api/billing/usage",status="500"' not in metrics
+
+
 def wait_for(
     service: Service, query: str, params: tuple[Any, ...], target: int
 ) -> None:

@@ -7,10 +7,12 @@ of order.
 
 The history is replayed as its producers would have sent it live: the
 ingestor's clock follows the data, each tenant's usage arriving in blocks of
-its local day shortly after the block's last usage, and a few events held back
-for hours or days. So the demo's days are not all "late" because they were
-loaded today: late counts, restated days and late adjustments of closed
-periods come from the events that really were sent late.
+its local day shortly after the block's last usage, a few events held back
+for hours or days, and each month's last hours of one workspace re-sent days
+later, after the period closed (an outage at month end). So the demo's days
+are not all "late" because they were loaded today: late counts, restated days
+and late adjustments of closed periods come from the events that really were
+sent late.
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ SEND_DELAY = timedelta(seconds=30)
 LATE_SHARE = 0.002
 LATE_DELAYS = (timedelta(hours=6), timedelta(days=5))
 MAX_BATCH = 10_000
+# And one producer outage a month: the first workspace's last OUTAGE_HOURS of
+# each month arrive OUTAGE_DELAY later, after the period closed (72 h grace).
+OUTAGE_HOURS = 6
+OUTAGE_DELAY = timedelta(days=5)
 
 
 def generate_days(
@@ -173,35 +179,53 @@ class Send:
     events: list[dict[str, Any]] = field(compare=False)
 
 
-def producer_sends(
-    events: list[dict[str, Any]],
-    tenant: str,
-    timezone: str,
-    rng: random.Random,
-    order: Iterator[int],
-) -> Iterator[Send]:
-    """A day of one tenant's usage as its producer sends it: each block of its
-    local day just after the block's last usage, shuffled, now and then with an
-    event re-sent; a few events held back and sent late on their own."""
-    zone = ZoneInfo(timezone)
-    blocks: dict[tuple[Any, int], list[dict[str, Any]]] = {}
-    for event in events:
-        at = datetime.fromisoformat(event["timestamp"])
-        if rng.random() < LATE_SHARE:
-            low, high = LATE_DELAYS
-            delay = low + (high - low) * rng.random()
-            yield Send(at + delay, next(order), tenant, [event])
-            continue
-        local = at.astimezone(zone)
-        blocks.setdefault((local.date(), local.hour // BLOCK_HOURS), []).append(event)
-    for block in blocks.values():
-        last = max(datetime.fromisoformat(e["timestamp"]) for e in block)
-        rng.shuffle(block)
-        for i in range(0, len(block), MAX_BATCH):
-            batch = block[i : i + MAX_BATCH]
-            if rng.random() < 0.3:  # a retry re-sends an event already in the batch
-                batch = [*batch, dict(rng.choice(batch))]
-            yield Send(last + SEND_DELAY, next(order), tenant, batch)
+@dataclass
+class Producer:
+    """One tenant's metering producer, as the demo replays it."""
+
+    tenant: str
+    timezone: str
+    outage_workspace: str
+    rng: random.Random
+
+    def sends(
+        self, events: list[dict[str, Any]], order: Iterator[int]
+    ) -> Iterator[Send]:
+        """A day of usage as this producer sends it: each block of its local day
+        just after the block's last usage, shuffled, now and then with an event
+        re-sent; a few events held back and sent late on their own; the end of
+        a month missed by an outage in one workspace and re-sent days later."""
+        zone, rng = ZoneInfo(self.timezone), self.rng
+        blocks: dict[tuple[Any, int], list[dict[str, Any]]] = {}
+        backlog: list[dict[str, Any]] = []
+        for event in events:
+            at = datetime.fromisoformat(event["timestamp"])
+            local = at.astimezone(zone)
+            if event["workspace_id"] == self.outage_workspace and _month_end(local):
+                backlog.append(event)
+            elif rng.random() < LATE_SHARE:
+                low, high = LATE_DELAYS
+                delay = low + (high - low) * rng.random()
+                yield Send(at + delay, next(order), self.tenant, [event])
+            else:
+                key = (local.date(), local.hour // BLOCK_HOURS)
+                blocks.setdefault(key, []).append(event)
+        if backlog:
+            last = max(datetime.fromisoformat(e["timestamp"]) for e in backlog)
+            yield Send(last + OUTAGE_DELAY, next(order), self.tenant, backlog)
+        for block in blocks.values():
+            last = max(datetime.fromisoformat(e["timestamp"]) for e in block)
+            rng.shuffle(block)
+            for i in range(0, len(block), MAX_BATCH):
+                batch = block[i : i + MAX_BATCH]
+                if rng.random() < 0.3:  # a retry re-sends an event of the batch
+                    batch = [*batch, dict(rng.choice(batch))]
+                yield Send(last + SEND_DELAY, next(order), self.tenant, batch)
+
+
+def _month_end(local: datetime) -> bool:
+    """In the last OUTAGE_HOURS of its (local) month."""
+    return (local + timedelta(hours=OUTAGE_HOURS)).month != local.month
 
 
 @dataclass
@@ -236,10 +260,11 @@ def seed(
             tenant, BillingSettings(timezone=timezone), actor_id="seed", now=start
         )
         rng = random.Random(f"{plan.seed}/{tenant}/sends")  # noqa: S311
-        producers.append((generate_days(plan, now, tenant), tenant, timezone, rng))
+        producer = Producer(tenant, timezone, plan.workspace_list()[0], rng)
+        producers.append((generate_days(plan, now, tenant), producer))
     for day in range(plan.days):
-        for history, tenant, timezone, rng in producers:
-            for send in producer_sends(next(history), tenant, timezone, rng, order):
+        for history, producer in producers:
+            for send in producer.sends(next(history), order):
                 heapq.heappush(pending, send)
         # What is due before the next day's first send can go now, in order.
         due = start + timedelta(days=day + 1)

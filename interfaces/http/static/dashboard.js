@@ -23,6 +23,13 @@ async function call(path) {
   return response;
 }
 
+// Group the digits of an exact decimal string for reading (never via a float).
+function grouped(quantity) {
+  const [whole, fraction] = String(quantity).split(".");
+  const digits = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return fraction === undefined ? digits : `${digits}.${fraction}`;
+}
+
 function cell(row, text, cls) {
   const td = row.insertCell(); td.textContent = text ?? "—"; if (cls) td.className = cls;
 }
@@ -32,17 +39,28 @@ function render(data) {
   $("status").textContent = `${p.start} to ${p.end} (${p.timezone}), period ${p.status}; data as of ${data.as_of}, position ${data.position}`;
   $("totals").replaceChildren(...data.totals.map((t) => {
     const card = document.createElement("div"); card.className = "card";
-    const value = document.createElement("b"); value.textContent = t.quantity;
+    const value = document.createElement("b"); value.textContent = grouped(t.quantity); value.title = t.quantity;
     card.append(value, `${t.product_area} · ${t.unit}`);
     return card;
   }));
   const adj = data.late_adjustments;
-  $("adjustments").textContent = adj.length ? `${adj.length} late adjustment(s) recorded after this period closed.` : "";
+  $("adjustments").replaceChildren();
+  if (adj.length) {
+    const title = document.createElement("h2");
+    title.textContent = "Late adjustments (recorded after this period closed)";
+    const list = document.createElement("ul");
+    for (const a of adj) {
+      const item = document.createElement("li");
+      item.textContent = `${a.usage_date} · ${a.workspace_id} · ${a.product_area}: ${grouped(a.quantity)} ${a.unit} (${a.event_count} events)`;
+      list.append(item);
+    }
+    $("adjustments").append(title, list);
+  }
   const body = $("rows").tBodies[0]; body.replaceChildren();
   for (const r of data.rows) {
     const row = body.insertRow(); if (r.late_event_count > 0) row.className = "late";
     cell(row, r.usage_date); cell(row, r.workspace_id); cell(row, r.product_area); cell(row, r.unit);
-    cell(row, r.quantity, "num"); cell(row, r.source_event_count, "num"); cell(row, r.late_event_count, "num");
+    cell(row, grouped(r.quantity), "num"); cell(row, r.source_event_count, "num"); cell(row, r.late_event_count, "num");
   }
 }
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,11 +55,12 @@ def serve(host: str, port: int, workers: int) -> None:
 
     from application.bootstrap import initialise_database
     from application.logs import configure_logging
+    from interfaces.http.observability import shared_metrics
 
     settings = _settings()
     configure_logging(settings.log_level)
     initialise_database(settings)
-    with _shared_metrics(workers):
+    with shared_metrics(processes=workers):
         uvicorn.run(
             "interfaces.http.asgi:create",
             factory=True,
@@ -73,24 +72,6 @@ def serve(host: str, port: int, workers: int) -> None:
             access_log=False,
             log_config=None,
         )
-
-
-@contextmanager
-def _shared_metrics(workers: int) -> Iterator[None]:
-    """With several HTTP processes, a fresh directory where they all keep their
-    metrics (prometheus_client's multiprocess mode), removed afterwards; a
-    directory given in PROMETHEUS_MULTIPROC_DIR is used as it is."""
-    variable = "PROMETHEUS_MULTIPROC_DIR"
-    if workers < 2 or os.environ.get(variable):
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="billing-metrics-")
-    os.environ[variable] = directory
-    try:
-        yield
-    finally:
-        del os.environ[variable]
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @main.command()

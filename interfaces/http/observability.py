@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from litestar.enums import ScopeType
@@ -118,6 +122,23 @@ class Metrics:
 
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def shared_metrics(*, processes: int) -> Iterator[None]:
+    """With several HTTP processes, a fresh directory where they all keep their
+    metrics (prometheus_client's multiprocess mode), removed afterwards; a
+    directory already given in PROMETHEUS_MULTIPROC_DIR is used as it is."""
+    if processes < 2 or os.environ.get(MULTIPROCESS_DIR):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="billing-metrics-")
+    os.environ[MULTIPROCESS_DIR] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_DIR]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class RequestContextMiddleware(ASGIMiddleware):

@@ -119,6 +119,12 @@ class Process:
     def output(self) -> str:
         return "".join(self.lines[-80:])
 
+    def wait(self, timeout: float) -> int:
+        """The exit status once the process has ended and all its output is read."""
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return self.proc.returncode
+
     def stop(self, *, kill: bool = False) -> int:
         """SIGTERM (or SIGKILL) the whole process group, e.g. dramatiq's children."""
         if self.proc.poll() is None:

@@ -4,38 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
-import redis
 
 from application.settings import Settings
-from tests.conftest import DATABASE_URL, REDIS_URL, drop_schema
 from tests.e2e.conftest import free_port
 from tests.support import Process, env_for
-
-
-@pytest.fixture
-def demo_settings(real_services: None, tmp_path: Path) -> Iterator[Settings]:
-    schema = f"e2e_demo_{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        database_url=DATABASE_URL,
-        redis_url=REDIS_URL,
-        db_schema=schema,
-        redis_namespace=f"test-{schema}",
-        export_dir=tmp_path / "exports",
-    )
-    try:
-        yield settings
-    finally:
-        drop_schema(settings)
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{settings.redis_namespace}:*"))
-        if keys:
-            client.delete(*keys)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -54,14 +30,13 @@ def _group_alive(pgid: int) -> bool:
     ],
 )
 def test_demo_serves_seeded_usage_and_stops_cleanly(
-    demo_settings: Settings, stop: Callable[[int], None]
+    settings: Settings, stop: Callable[[int], None]
 ) -> None:
-    env = env_for(demo_settings)
+    env = env_for(settings)
     tiny = ("--tenants", "1", "--workspaces", "1", "--product-areas", "2")
     tiny += ("--days", "3")
     seed = Process(["seed", *tiny], env)
-    assert seed.proc.wait(timeout=120) == 0, seed.output()
-    seed.stop()
+    assert seed.wait(timeout=120) == 0, seed.output()
 
     port = free_port()
     demo = Process(["demo", "--port", str(port)], env)
@@ -81,8 +56,7 @@ def test_demo_serves_seeded_usage_and_stops_cleanly(
         assert answer.json()["tenant_id"] == "t_acme"
 
         stop(demo.proc.pid)  # a terminal's Ctrl-C, or `kill` of the demo alone
-        assert demo.proc.wait(timeout=60) == 0, demo.output()
-        demo._reader.join(timeout=5)
+        assert demo.wait(timeout=60) == 0, demo.output()
         assert "stopping the API and the worker" in demo.output()
         assert "Traceback" not in demo.output()
         assert not _group_alive(demo.proc.pid), "a child outlived the demo"

@@ -30,9 +30,10 @@ from domain.values import (
     InvalidValue,
     as_utc,
     check_identifier,
+    check_storable_text,
     decimal_text,
-    normalise_quantity,
     normalise_slug,
+    parse_quantity,
 )
 
 MAX_RANGE_EVENTS = 50_000
@@ -51,7 +52,7 @@ class AmendEvent(
     msgspec.Struct, tag="amend", tag_field="action", forbid_unknown_fields=True
 ):
     event_id: str
-    quantity: Decimal
+    quantity: str  # in the quantity grammar, e.g. "12.5"
     reason: str
 
 
@@ -150,7 +151,7 @@ class Corrections:
             )
             changes = [(record, -before, -1)]
         else:
-            quantity = _checked(normalise_quantity, "quantity", correction.quantity)
+            quantity = _checked(parse_quantity, "quantity", correction.quantity)
             record.amend(
                 quantity,
                 correction_id=correction_id,
@@ -284,7 +285,7 @@ class Corrections:
 
 
 def _check_reason(reason: str) -> str:
-    reason = reason.strip()
+    reason = _checked(check_storable_text, "reason", reason).strip()
     if not reason:
         raise InvalidCorrection(
             "reason: must not be empty; say why the usage is corrected"

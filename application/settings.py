@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 DEVELOPMENT_JWT_SECRET = "development-only-secret-do-not-use-in-production-0123456789"  # noqa: S105
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() also accepts "²" and "①"
 
 
 class ConfigurationError(ValueError):
@@ -41,6 +42,8 @@ class Settings:
     projection_tick_seconds: float = 5.0
     db_pool_size: int = 8
     local_cache_bytes: int = 32 * 1024 * 1024
+    max_token_lifetime_seconds: int = 24 * 3600
+    max_header_bytes: int = 16 * 1024
     log_level: str = "INFO"
 
     @property
@@ -119,6 +122,14 @@ class Settings:
                 "BILLING_LOCAL_CACHE_BYTES",
                 base.local_cache_bytes,
                 allow_zero=True,
+            ),
+            max_token_lifetime_seconds=_whole(
+                env,
+                "BILLING_MAX_TOKEN_LIFETIME_SECONDS",
+                base.max_token_lifetime_seconds,
+            ),
+            max_header_bytes=_whole(
+                env, "BILLING_MAX_HEADER_BYTES", base.max_header_bytes
             ),
             log_level=env.get("BILLING_LOG_LEVEL", base.log_level).upper(),
         )
@@ -202,7 +213,7 @@ def _whole(
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.strip().isdigit() or int(raw) < (0 if allow_zero else 1):
+    if _DIGITS.fullmatch(raw.strip()) is None or int(raw) < (0 if allow_zero else 1):
         kind = "non-negative" if allow_zero else "positive"
         raise ConfigurationError(f"{name} must be a {kind} whole number, got {raw!r}")
     return int(raw)

@@ -183,7 +183,7 @@ class UsageReader:
             table,
             position,
             settings_position,
-            next_recorded_at,
+            next_state,
             head,
             tz,
             anchor,
@@ -201,7 +201,7 @@ class UsageReader:
         # as_of: the data holds everything recorded before this instant. Caught
         # up, that is now; behind, it is when the first unprocessed event came.
         as_of = (
-            now if position >= head or next_recorded_at is None else next_recorded_at
+            now if position >= head or next_state is None else recorded_at(next_state)
         )
         return Snapshot(
             version, table, position, settings_position, head, period, as_of
@@ -255,6 +255,20 @@ class UsageReader:
             query_params(query, snapshot.period),
         )
         return [UsageTotal(*r) for r in await cur.fetchall()]
+
+
+class _RecordedAt(msgspec.Struct):
+    timestamp: datetime
+
+
+_recorded_at_decoder = msgspec.json.Decoder(_RecordedAt)
+
+
+def recorded_at(state: bytes) -> datetime:
+    """When a stored event was recorded, read in Python: a payload is never
+    decoded in SQL, where text PostgreSQL's json refuses (an escaped NUL in a
+    producer's properties) would fail every tenant's read."""
+    return _recorded_at_decoder.decode(state).timestamp
 
 
 def query_params(query: UsageQuery, period: BillingPeriod) -> dict[str, Any]:
@@ -358,7 +372,7 @@ _SNAPSHOT_SQL = SQL(
     " coalesce(t.notification_id, 0),"
     " (SELECT coalesce(max(s.notification_id), 0) FROM billing_usage_daily_tracking s"
     "  WHERE s.application_name = 'tenant_settings'),"
-    " (SELECT (convert_from(e.state, 'UTF8')::json ->> 'timestamp')::timestamptz"
+    " (SELECT e.state"
     "  FROM metering_events e WHERE e.notification_id > coalesce(t.notification_id, 0)"
     "  ORDER BY e.notification_id LIMIT 1),"
     " (SELECT coalesce(max(notification_id), 0) FROM metering_events),"

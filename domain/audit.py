@@ -11,6 +11,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.values import escape_unstorable_in
+
 
 class AuditRecord(Aggregate):
     """One audited fact. The event type says what happened."""
@@ -69,5 +71,10 @@ class AuditRecord(Aggregate):
     def record(
         cls, event_class: type[Recorded], *, id: UUID, now: datetime, **fields: Any
     ) -> AuditRecord:
-        """Record one audited fact of type `event_class` at `now`."""
-        return cls._create(event_class, id=id, timestamp=now, **fields)
+        """Record one audited fact of type `event_class` at `now`.
+
+        What a caller sent (a path, a token's roles) is kept, but text PostgreSQL
+        cannot hold is written as visible escapes: an audit record must never be
+        the poison that stops the audit log."""
+        kept = {name: escape_unstorable_in(value) for name, value in fields.items()}
+        return cls._create(event_class, id=id, timestamp=now, **kept)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from domain.values import (
@@ -17,8 +16,9 @@ from domain.values import (
     UsageFacts,
     as_utc,
     check_identifier,
-    normalise_quantity,
+    check_storable_text,
     normalise_slug,
+    parse_quantity,
 )
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -68,7 +68,7 @@ def check_occurred_within_acceptance(
 def check_properties_are_flat_and_small(
     properties: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Properties are a small flat object of scalar values."""
+    """Properties are a small flat object of scalar values PostgreSQL can store."""
     if len(properties) > MAX_PROPERTIES:
         raise EventRejected("properties", f"must have at most {MAX_PROPERTIES} keys")
     size = 2
@@ -78,7 +78,9 @@ def check_properties_are_flat_and_small(
                 "properties",
                 f"keys must be 1 to {MAX_PROPERTY_KEY_LENGTH} characters",
             )
+        _field("properties", check_storable_text, key)
         if isinstance(value, str):
+            _field(f"properties.{key}", check_storable_text, value)
             if len(value) > MAX_PROPERTY_TEXT_LENGTH:
                 raise EventRejected(
                     f"properties.{key}",
@@ -105,20 +107,23 @@ def validate_usage_event(  # noqa: PLR0913 - one argument per event field
     workspace_id: str,
     product_area: str,
     unit: str,
-    quantity: Decimal,
+    quantity: str,
     timestamp: datetime,
     properties: Mapping[str, Any],
     now: datetime,
     acceptance_window: timedelta,
     backfill: bool = False,
 ) -> UsageFacts:
-    """Check every rule and return the event's normalised facts."""
+    """Check every rule and return the event's normalised facts.
+
+    `quantity` is the text as sent (a JSON string's content or a JSON number's
+    literal): it must follow the one quantity grammar."""
     return UsageFacts(
         event_id=_field("id", check_identifier, event_id),
         workspace_id=_field("workspace_id", check_identifier, workspace_id),
         product_area=_field("product_area", normalise_slug, product_area),
         unit=_field("unit", normalise_slug, unit),
-        quantity=_field("quantity", normalise_quantity, quantity),
+        quantity=_field("quantity", parse_quantity, quantity),
         occurred_at=check_occurred_within_acceptance(
             timestamp, now, acceptance_window, backfill=backfill
         ),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-_PERIOD_LABEL = re.compile(r"(\d{4})-(\d{2})")
+_PERIOD_LABEL = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 class InvalidPeriod(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from domain.values import tenant_settings_id
 
 MAX_GRACE_HOURS = 24 * 31
 MAX_ACCEPTANCE_DAYS = 366
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]{1,30}(/[A-Za-z0-9_+\-]{1,30}){0,2}")
 
 
 class InvalidSettings(ValueError):
@@ -61,12 +63,17 @@ DEFAULT_SETTINGS = BillingSettings()
 
 def check_timezone_is_known(name: str) -> None:
     """The timezone must be an IANA name such as Europe/Paris."""
+    unknown = InvalidSettings(
+        "timezone", f"unknown IANA timezone {name[:64]!r}, e.g. Europe/Paris"
+    )
+    # The name becomes a file path inside the zone database: only a name's
+    # shape gets that far (no NUL, "..", directory or over-long name).
+    if _ZONE_NAME.fullmatch(name) is None:
+        raise unknown
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidSettings(
-            "timezone", f"unknown IANA timezone {name!r}, e.g. Europe/Paris"
-        ) from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory
+        raise unknown from None
 
 
 class TenantBillingSettings(Aggregate):

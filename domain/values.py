@@ -19,6 +19,13 @@ MAX_FRACTION_DIGITS = 9
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
 _SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
+# The one quantity grammar: ASCII digits, optionally one decimal point followed by
+# digits. No sign, exponent, separators, spaces or other scripts' digits: a billing
+# system must never read "1_000", "+5" or "١٢" as a number someone meant.
+_QUANTITY_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# What PostgreSQL text and json cannot hold: NUL, and lone UTF-16 surrogates
+# (they have no UTF-8 encoding).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 ZERO = Decimal(0)
 _QUANTITY_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
@@ -44,7 +51,12 @@ def check_identifier(value: str) -> str:
 
 
 def normalise_slug(value: str) -> str:
-    """Return the slug in canonical form (trimmed, lowercase) if it is valid."""
+    """Return the slug in canonical form (trimmed, lowercase) if it is valid.
+
+    Only ASCII is folded: a non-ASCII character (the Kelvin sign, a non-breaking
+    space) is refused, never folded into a different key."""
+    if not value.isascii():
+        raise InvalidValue("may contain only ASCII lowercase letters, digits and _ - .")
     slug = value.strip().lower()
     if not slug:
         raise InvalidValue("must not be empty")
@@ -72,6 +84,47 @@ def normalise_quantity(value: Decimal) -> Decimal:
     if -exponent > MAX_FRACTION_DIGITS and value != value.quantize(_SMALLEST_STEP):
         raise InvalidValue(f"must have at most {MAX_FRACTION_DIGITS} decimal places")
     return canonical_decimal(value)
+
+
+def parse_quantity(text: str) -> Decimal:
+    """Read a quantity written in the one grammar (e.g. ``12.5``), exactly."""
+    if _QUANTITY_TEXT.fullmatch(text) is None:
+        if text.startswith("-") and _QUANTITY_TEXT.fullmatch(text[1:]):
+            raise InvalidValue("must be >= 0")
+        raise InvalidValue(
+            "must be written with ASCII digits and at most one decimal point, "
+            "e.g. 12.5 (no sign, exponent, separators or spaces)"
+        )
+    return normalise_quantity(Decimal(text))
+
+
+def check_storable_text(value: str) -> str:
+    """Refuse text PostgreSQL cannot store (NUL, lone surrogates)."""
+    found = _UNSTORABLE.search(value)
+    if found is not None:
+        raise InvalidValue(f"must not contain the character U+{ord(found.group()):04X}")
+    return value
+
+
+def escape_unstorable(value: str) -> str:
+    """The text with NUL and lone surrogates written as visible escapes (\\u0000).
+
+    For what must be kept even when it holds such characters (an audit record
+    of a request path): stored faithfully, readable, and never poison."""
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+
+
+def escape_unstorable_in(value: Any) -> Any:
+    """`escape_unstorable` applied to every string in a JSON-like value."""
+    if isinstance(value, str):
+        return escape_unstorable(value)
+    if isinstance(value, list | tuple):
+        return type(value)(escape_unstorable_in(v) for v in value)
+    if isinstance(value, dict):
+        return {
+            escape_unstorable_in(k): escape_unstorable_in(v) for k, v in value.items()
+        }
+    return value
 
 
 def canonical_decimal(value: Decimal) -> Decimal:

@@ -105,9 +105,16 @@ def worker(processes: int, threads: int) -> None:
 @click.option("--ttl", default=3600, show_default=True, type=int, help="Seconds")
 def token(tenant: str, roles: tuple[str, ...], sub: str, ttl: int) -> None:
     """Print a JWT signed with the configured secret (development and tests)."""
+    settings = _settings()
+    if not 0 < ttl <= settings.max_token_lifetime_seconds:
+        raise click.BadParameter(
+            f"must be from 1 to {settings.max_token_lifetime_seconds} seconds"
+            " (BILLING_MAX_TOKEN_LIFETIME_SECONDS)",
+            param_hint="--ttl",
+        )
     click.echo(
         issue_token(
-            _settings(),
+            settings,
             tenant_id=tenant,
             roles=list(roles),
             subject=sub,

@@ -10,6 +10,7 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
 from domain.audit import AuditRecord
+from domain.values import escape_unstorable, escape_unstorable_in
 from projections.base import Notified, Projection
 
 AUDIT_LOG = "billing_audit_log"
@@ -25,19 +26,22 @@ _COMMON = {
 
 
 def audit_row(item: Notified) -> tuple[Any, ...] | None:
-    """The log row of an audit event (None for anything else)."""
+    """The log row of an audit event (None for anything else).
+
+    Text is escaped as AuditRecord.record does, for records stored before it
+    did: one record PostgreSQL cannot hold must not stop the log for everyone."""
     event = item.event
     if not isinstance(event, AuditRecord.Recorded):
         return None
     details = {k: v for k, v in vars(event).items() if k not in _COMMON}
     return (
         item.position,
-        event.tenant_id,
+        escape_unstorable(event.tenant_id),
         type(event).__name__,
-        event.actor_id,
-        event.request_id,
+        escape_unstorable(event.actor_id),
+        escape_unstorable(event.request_id),
         event.timestamp,
-        msgspec.json.encode(details).decode(),
+        msgspec.json.encode(escape_unstorable_in(details)).decode(),
     )
 
 

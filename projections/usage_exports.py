@@ -11,6 +11,7 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
 from domain.audit import AuditRecord
+from domain.values import escape_unstorable
 from projections.base import Notified, Projection
 
 EXPORTS = "billing_usage_exports"
@@ -24,7 +25,7 @@ def export_row(item: Notified) -> tuple[Any, ...] | None:
         event.export_id,
         event.tenant_id,
         event.filters.get("workspace_id"),
-        event.actor_id,
+        escape_unstorable(event.actor_id),  # as the audit log does (audit_row)
         date.fromisoformat(event.period["start"]),
         date.fromisoformat(event.period["end"]),
         event.file_key,

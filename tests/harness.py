@@ -51,7 +51,7 @@ class Harness:
     ) -> None:
         self.clock.now = at
         self.corrections.apply(
-            tenant, "ops", "req", AmendEvent(event_id, quantity, "test")
+            tenant, "ops", "req", AmendEvent(event_id, format(quantity, "f"), "test")
         )
 
     def set_calendar(

@@ -37,7 +37,9 @@ from interfaces.http.audit import AuditController
 from interfaces.http.auth import BearerTokenMiddleware
 from interfaces.http.billing import BillingController
 from interfaces.http.dashboard import DashboardController
+from interfaces.http.bodies import JsonRequest
 from interfaces.http.errors import EXCEPTION_HANDLERS
+from interfaces.http.limits import HeaderLimitMiddleware
 from interfaces.http.metering import MeteringController
 from interfaces.http.observability import Metrics, RequestContextMiddleware
 from interfaces.http.ops import OpsController
@@ -175,6 +177,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"services": Provide(provide_services)},
         middleware=[
             RequestContextMiddleware(services.metrics),
+            HeaderLimitMiddleware(settings.max_header_bytes),
             DefineMiddleware(BearerTokenMiddleware, exclude=["^/schema"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -187,6 +190,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "services": services,
             }
         ),
+        request_class=JsonRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Usage-based billing dashboard API",

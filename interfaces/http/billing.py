@@ -24,7 +24,7 @@ from application.usage_service import UsageResponse
 from interfaces.http.auth import requires_role
 from interfaces.http.services import ApiServices
 
-_POSITION = re.compile(r"\d{1,18}")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # not isdigit(), which accepts "²" too
 
 
 async def requires_enabled_tenant(
@@ -39,7 +39,7 @@ async def requires_enabled_tenant(
 def parse_position(value: str | None, field: str = "min_position") -> int | None:
     if value is None or value == "":
         return None
-    if _POSITION.fullmatch(value) is None:
+    if _DIGITS.fullmatch(value) is None:
         raise InvalidUsageQuery(f"{field}: must be a non-negative integer")
     return int(value)
 
@@ -47,7 +47,7 @@ def parse_position(value: str | None, field: str = "min_position") -> int | None
 def parse_limit(value: str | None, *, default: int = 50, maximum: int = 500) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
+    if _DIGITS.fullmatch(value) is None or not 1 <= int(value) <= maximum:
         raise InvalidUsageQuery(f"limit: must be an integer from 1 to {maximum}")
     return int(value)
 

@@ -15,6 +15,7 @@ from application.corrections import Correction, CorrectionResult
 from application.ingest import IngestResponse, MeteringEventIn
 from domain.audit import AuditRecord
 from interfaces.http.auth import Principal, requires_role
+from interfaces.http.bodies import decode_body
 from interfaces.http.services import ApiServices
 
 _correction_decoder = msgspec.json.Decoder(Correction)
@@ -127,7 +128,7 @@ class MeteringController(Controller):
         services: NamedDependency[ApiServices],
     ) -> CorrectionResult:
         """A correction adds events to the history; the original stays."""
-        correction = _correction_decoder.decode(await request.body())
+        correction = decode_body(_correction_decoder.decode, await request.body())
         principal = request.user
         return await anyio.to_thread.run_sync(
             partial(

@@ -114,8 +114,8 @@ def test_an_element_that_is_not_an_object_is_rejected(element: Any) -> None:
         ("workspace_id", 5, "workspace_id: expected `str`, got `int`"),
         ("id", None, "id: expected `str`, got `null`"),
         ("product_area", ["compute"], "product_area: expected `str`, got `array`"),
-        ("quantity", True, "quantity: expected `decimal`, got `bool`"),
-        ("quantity", "1,5", "quantity: invalid decimal string"),
+        ("quantity", True, "quantity: expected a decimal string or number"),
+        ("quantity", {"n": 1}, "quantity: expected a decimal string or number"),
         ("timestamp", 1763632800, "timestamp: expected `datetime`, got `int`"),
         ("properties", [], "properties: expected `object`, got `array`"),
     ],
@@ -175,29 +175,36 @@ def test_a_rejection_for_an_out_of_range_number_keeps_the_event_id() -> None:
     assert rejection.event_id == "evt_9"
 
 
+GRAMMAR = (
+    "quantity: must be written with ASCII digits and at most one decimal point,"
+    " e.g. 12.5 (no sign, exponent, separators or spaces)"
+)
+
+
 @pytest.mark.parametrize(
     ("literal", "quantity"),
     [
         (b"0.1", Decimal("0.1")),
         (b'"0.1"', Decimal("0.1")),
         (b"12.50", Decimal("12.5")),
-        (b"1e3", Decimal("1000")),
-        (b'"1E-9"', Decimal("0.000000001")),
-        (b"0.30000000000000004", None),  # 17 decimal places: rejected, not rounded
+        (b'"0.000000001"', Decimal("0.000000001")),
+        (b"0.30000000000000004", "quantity: must have at most 9 decimal places"),
+        (b"1e3", GRAMMAR),  # an exponent is not the grammar, as a number too
+        (b'"1E-9"', GRAMMAR),
+        (b'"1,5"', GRAMMAR),
+        (b"-1", "quantity: must be >= 0"),
     ],
 )
 def test_a_quantity_is_read_exactly_from_a_json_number_or_string(
-    literal: bytes, quantity: Decimal | None
+    literal: bytes, quantity: Decimal | str
 ) -> None:
     body = json.dumps([event(quantity="QUANTITY")]).encode()
     body = body.replace(b'"QUANTITY"', literal)
 
     candidates, rejections = read(body)
 
-    if quantity is None:
-        assert [r.error for r in rejections] == [
-            "quantity: must have at most 9 decimal places"
-        ]
+    if isinstance(quantity, str):
+        assert [r.error for r in rejections] == [quantity]
     else:
         [candidate] = candidates
         assert candidate.facts.quantity == quantity
@@ -250,3 +257,86 @@ def test_a_timestamp_at_the_edge_of_the_calendar_is_one_rejection(
 
     assert [c.index for c in candidates] == [0]
     assert [(r.index, r.error.split(":")[0]) for r in rejections] == [(1, "timestamp")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 10_000 + b"]" * 10_000,
+        b'[{"id": "e", "properties": ' + b"[" * 10_000 + b"]" * 10_000 + b"}]",
+        b'[{"id": "e", "properties": {"a": '
+        + b'{"b":' * 5_000
+        + b"1"
+        + b"}" * 5_001
+        + b"}]",
+    ],
+    ids=["body", "properties array", "properties object"],
+)
+def test_json_nested_thousands_deep_is_a_malformed_body_not_a_crash(
+    body: bytes,
+) -> None:
+    with pytest.raises(MalformedBatch, match="nested too deeply"):
+        read(body)
+
+
+def test_invalid_utf8_inside_a_string_refuses_the_body_naming_the_byte() -> None:
+    body = json.dumps([event(id="ok"), event(id="bad", unit="UNIT")]).encode()
+    body = body.replace(b"UNIT", b"vcpu\xff\xfe")
+
+    with pytest.raises(MalformedBatch, match=r"invalid UTF-8: byte 0xff at offset"):
+        read(body)
+
+
+def test_an_escaped_lone_surrogate_refuses_the_body() -> None:
+    body = json.dumps([event(properties={"note": "SURROGATE"})]).encode()
+    body = body.replace(b"SURROGATE", rb"\ud800")
+
+    with pytest.raises(MalformedBatch, match=r"^body: is not valid JSON"):
+        read(body)
+
+
+@pytest.mark.parametrize(
+    ("properties", "error"),
+    [
+        (
+            {"note": "a\u0000b"},
+            "properties.note: must not contain the character U+0000",
+        ),
+        ({"a\u0000b": "x"}, "properties: must not contain the character U+0000"),
+    ],
+)
+def test_a_nul_in_properties_is_one_rejection_naming_the_field(
+    properties: dict[str, Any], error: str
+) -> None:
+    candidates, rejections = read_json(
+        event(id="ok"), event(id="nul", properties=properties)
+    )
+
+    assert [c.index for c in candidates] == [0]
+    assert rejections == [Rejection(1, "nul", error)]
+
+
+@pytest.mark.parametrize(
+    "text", ["\u200f\u05e9\u05dc\u05d5\u05dd", "e\u0301", "\u0007bell", "\U0001f600"]
+)
+def test_other_unicode_in_properties_is_kept_as_sent(text: str) -> None:
+    [candidate], _ = read_json(event(properties={"note": text}))
+
+    assert candidate.facts.properties == {"note": text}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("product_area", "\u212aube"),  # KELVIN SIGN lowercases to an ASCII k
+        ("unit", "vcpu_hour\u00a0"),  # a trailing non-breaking space
+        ("unit", "\u0131nstance"),  # dotless i
+        ("workspace_id", "ws_\u0430"),  # Cyrillic a
+    ],
+)
+def test_non_ascii_identifiers_and_slugs_are_refused_not_folded(
+    field: str, value: str
+) -> None:
+    error = only_error(event(**{field: value}))
+
+    assert error.startswith(f"{field}: may contain only")

@@ -77,10 +77,12 @@ class ProjectionDaemon:
                         pass
 
     def _cycle(self) -> None:
+        # Rebuild requests first: a read model that fails to advance must not
+        # keep its own rebuild from being started.
         projector = self.write_side.projector
-        projector.advance_all()
         now = time.monotonic()
         for name in projector.registry.requested_rebuilds():
             if now - self._rebuilds_sent.get(name, -1e9) > self.RESEND_REBUILD_AFTER:
                 self.on_rebuild_requested(name)
                 self._rebuilds_sent[name] = now
+        projector.advance_all()

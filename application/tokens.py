@@ -16,7 +16,9 @@ import jwt
 from application.settings import Settings
 from domain.values import InvalidValue, check_identifier, check_storable_text
 
-ROLES = ("admin", "auditor", "ops", "metering")
+# What each may do: README, "Using the API". `platform` is the operators of the
+# whole service (read models shared by every tenant), not a tenant's role.
+ROLES = ("admin", "auditor", "ops", "metering", "platform")
 _REQUIRED_CLAIMS = ["exp", "sub", "tenant_id", "roles"]
 MAX_SUBJECT_LENGTH = 256
 MAX_ROLES = 32

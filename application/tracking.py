@@ -43,6 +43,18 @@ class ProjectionTracking(PostgresTrackingRecorder):
         self._insert_tracking(cursor, Tracking(upstream, position))
         cursor.execute(self.update_meta, (last_event_at, upstream), prepare=True)
 
+    def last_event_at(self, upstream: str) -> datetime | None:
+        """When the last processed event of `upstream` was recorded."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT last_event_at FROM {} WHERE application_name = %s").format(
+                    self.table
+                ),
+                (upstream,),
+            )
+            row = curs.fetchone()
+        return row["last_event_at"] if row else None
+
     def positions(self) -> dict[str, int]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(

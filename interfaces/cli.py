@@ -14,9 +14,7 @@ from typing import Any
 import click
 
 from application.settings import ConfigurationError, Settings
-from application.tokens import issue_token
-
-ROLES = ["admin", "auditor", "ops", "metering", "member"]
+from application.tokens import ROLES, issue_token
 
 
 def _settings() -> Settings:
@@ -201,24 +199,44 @@ def projections() -> None:
 
 @projections.command("status")
 def projections_status() -> None:
-    """Position, head and lag of every read model."""
+    """State, position, head and lag of every read model, and why one fails."""
     with _write_side(_settings()) as ws:
         for s in ws.projector.status():
             building = f", building v{s.building_version}" if s.building_version else ""
             running = " (rebuild running)" if s.rebuild_running else ""
-            click.echo(f"{s.name}  live v{s.live_version}{building}{running}")
+            through = (
+                f"{s.data_through:%Y-%m-%d %H:%M:%S %Z}" if s.data_through else "?"
+            )
+            click.echo(
+                f"{s.name}  {s.state.upper()}  live v{s.live_version}{building}"
+                f"{running}  data through {through}"
+            )
             for u in s.upstreams:
                 click.echo(
                     f"  {u.upstream:<16} position {u.position:>10}  head {u.head:>10}"
                     f"  lag {u.lag_events:>8} events  {u.lag_seconds:8.3f} s"
                 )
+            for label, failure in (
+                ("failing", s.failure),
+                ("rebuild failed", s.rebuild_failure),
+            ):
+                if failure:
+                    click.echo(_failure_line(label, failure))
+
+
+def _failure_line(label: str, f: Any) -> str:
+    where = f"{f.upstream} position {f.position}" if f.upstream else "no record"
+    return (
+        f"  {label} (v{f.version}) at {where}, {f.failures} time(s) in a row"
+        f" since {f.first_failed_at:%Y-%m-%d %H:%M:%S %Z}: {f.error}"
+    )
 
 
 @projections.command("rebuild")
 @click.argument("name")
 def projections_rebuild(name: str) -> None:
     """Rebuild NAME from the full history while the live copy keeps serving."""
-    from application.projector import RebuildInProgress
+    from application.projector import ProjectionFailed, RebuildInProgress
 
     with _write_side(_settings()) as ws:
         if name not in ws.projector.projections:
@@ -237,6 +255,10 @@ def projections_rebuild(name: str) -> None:
                 done = ws.projector.rebuild(name, progress)
             except RebuildInProgress as e:
                 raise click.ClickException(str(e)) from None
+            except ProjectionFailed as e:
+                raise click.ClickException(
+                    f"rebuild failed, the live copy keeps serving: {e}"
+                ) from None
         seconds = time.monotonic() - started
         click.echo(f"rebuilt {name} from {done} events in {seconds:.1f} s; swapped in")
 
@@ -315,6 +337,13 @@ def _print_welcome(settings: Settings, port: int) -> None:
         )
         for role in ("admin", "ops", "auditor", "metering")
     }
+    platform = issue_token(
+        settings,
+        tenant_id="platform",  # labels its audit records; it sees every tenant's
+        roles=["platform"],
+        subject="demo-platform",
+        ttl_seconds=12 * 3600,
+    )
     base = f"http://127.0.0.1:{port}"
     click.echo(
         f"""
@@ -328,6 +357,9 @@ Tokens for tenant t_acme (12 h; make more with `billing token`):
   ops       {tokens["ops"]}
   auditor   {tokens["auditor"]}
   metering  {tokens["metering"]}
+
+Platform operator (status and rebuilds of the read models every tenant shares):
+  platform  {platform}
 
 Try: curl -H "Authorization: Bearer $ADMIN" "{base}/api/billing/usage?period=current"
 """

@@ -9,7 +9,7 @@ import dramatiq
 import msgspec
 
 from application.ingest import MalformedBatch
-from application.projector import RebuildInProgress
+from application.projector import ProjectionFailed, RebuildInProgress
 from application.tokens import InvalidToken
 from workers.broker import broker
 from workers.projector_service import ProjectorService
@@ -87,5 +87,7 @@ def rebuild_projection(name: str) -> None:
         done = write_side().projector.rebuild_requested(name)
     except RebuildInProgress:
         return
+    except ProjectionFailed:
+        return  # recorded (status: rebuild_failure) and logged; a retry fails alike
     if done is not None:
         log.info("rebuilt projection", extra={"projection": name, "events": done})

@@ -43,6 +43,7 @@ from interfaces.http.limits import HeaderLimitMiddleware
 from interfaces.http.metering import MeteringController
 from interfaces.http.observability import Metrics, RequestContextMiddleware
 from interfaces.http.ops import OpsController
+from interfaces.http.platform import PlatformController
 from interfaces.http.services import ApiServices
 from interfaces.http.system import SystemController
 
@@ -52,6 +53,7 @@ ROUTES: list[Any] = [
     BillingController,
     AuditController,
     OpsController,
+    PlatformController,
     SystemController,
     DashboardController,
 ]

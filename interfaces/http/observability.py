@@ -104,6 +104,27 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self.projection_stalled = Gauge(
+            "billing_projection_stalled",
+            "1 while a read model fails at the same record again and again",
+            ["projection"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.projection_failures = Gauge(
+            "billing_projection_consecutive_failures",
+            "Failures in a row of a read model's live copy (0 when it advances)",
+            ["projection"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.projection_rebuild_failed = Gauge(
+            "billing_projection_rebuild_failed",
+            "1 while the last rebuild of a read model failed and none replaced it",
+            ["projection"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.queue_depth = Gauge(
             "billing_queue_depth",
             "Messages waiting in a Dramatiq queue",

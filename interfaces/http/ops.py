@@ -1,44 +1,32 @@
-"""Ops endpoints: projection status and rebuilds, and the tenant's billing settings."""
+"""Ops endpoints: the tenant's billing settings and how fresh its read models are.
+
+Projection status and rebuilds are platform operations (interfaces/http/platform.py).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import anyio
 import msgspec
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, get, patch
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
-from application.projector import ProjectionStatus
-from domain.audit import AuditRecord
 from domain.tenant_settings import BillingSettings
 from interfaces.http.auth import Principal, requires_role
-from interfaces.http.errors import UnknownProjection
 from interfaces.http.services import ApiServices
 
 
-class UpstreamOut(msgspec.Struct):
-    upstream: str
-    position: int
-    head: int
-    lag_events: int
-    lag_seconds: float
+class FreshnessOut(msgspec.Struct):
+    """How fresh a read model is: nothing that tells another tenant's volume."""
 
-
-class ProjectionOut(msgspec.Struct):
     name: str
-    live_version: int
-    building_version: int | None
-    rebuild_running: bool
-    upstreams: list[UpstreamOut]
-
-
-class RebuildRequested(msgspec.Struct):
-    name: str
-    status: str
+    state: str  # ok, behind, rebuilding, stalled
+    data_through: datetime | None  # it holds everything recorded before this
 
 
 class SettingsOut(msgspec.Struct, omit_defaults=True):
@@ -59,21 +47,6 @@ class SettingsChange(msgspec.Struct, forbid_unknown_fields=True):
     acceptance_window_days: int | None = None
 
 
-def projection_out(status: ProjectionStatus) -> ProjectionOut:
-    return ProjectionOut(
-        status.name,
-        status.live_version,
-        status.building_version,
-        status.rebuild_running,
-        [
-            UpstreamOut(
-                u.upstream, u.position, u.head, u.lag_events, round(u.lag_seconds, 3)
-            )
-            for u in status.upstreams
-        ],
-    )
-
-
 def _settings_out(tenant_id: str, s: BillingSettings) -> SettingsOut:
     return SettingsOut(
         tenant_id,
@@ -89,41 +62,12 @@ class OpsController(Controller):
     tags = ["ops"]
     guards = [requires_role("ops")]
 
-    @get("/projections", summary="Position, head and lag of every read model")
-    async def list_projections(
+    @get("/freshness", summary="Whether each read model is up to date, and to when")
+    async def freshness(
         self, services: NamedDependency[ApiServices]
-    ) -> list[ProjectionOut]:
+    ) -> list[FreshnessOut]:
         statuses = await anyio.to_thread.run_sync(services.write_side.projector.status)
-        return [projection_out(s) for s in statuses]
-
-    @post(
-        "/projections/{name:str}/rebuild",
-        status_code=202,
-        summary="Rebuild a read model from the full history, then swap it in",
-    )
-    async def rebuild_projection(
-        self,
-        request: Request[Principal, Any, Any],
-        name: FromPath[str],
-        services: NamedDependency[ApiServices],
-    ) -> RebuildRequested:
-        """The live copy keeps answering until the rebuilt one replaces it."""
-        projector = services.write_side.projector
-        if name not in projector.projections:
-            raise UnknownProjection(f"name: no read model called {name!r}")
-        await anyio.to_thread.run_sync(projector.request_rebuild, name)
-        principal = request.user
-        await anyio.to_thread.run_sync(
-            partial(
-                services.audit.write,
-                AuditRecord.ProjectionRebuildRequested,
-                tenant_id=principal.tenant_id,
-                actor_id=principal.subject,
-                request_id=str(request.scope.get("state", {}).get("request_id", "")),
-                projection=name,
-            )
-        )
-        return RebuildRequested(name, "requested")
+        return [FreshnessOut(s.name, s.state, s.data_through) for s in statuses]
 
     @get("/settings", summary="The tenant's billing settings")
     async def get_settings(

@@ -30,10 +30,14 @@ class SystemController(Controller):
     async def healthz(self) -> Health:
         return Health("ok")
 
-    @get("/readyz", summary="Readiness: PostgreSQL (required) and Redis (cache)")
+    @get(
+        "/readyz",
+        summary="Readiness: PostgreSQL (required), Redis (cache), read models",
+    )
     async def readyz(self, services: NamedDependency[ApiServices]) -> Response[Health]:
         """503 without PostgreSQL. Without Redis the API still answers correctly
-        (uncached), so it stays ready and says `degraded`."""
+        (uncached), and with a stalled read model it still serves what that one
+        holds: ready either way, and it says `degraded`."""
         checks = {
             "postgres": await _check(
                 anyio.to_thread.run_sync(_ping_postgres, services)
@@ -42,8 +46,9 @@ class SystemController(Controller):
         }
         if checks["postgres"] != "ok":
             return Response(Health("unavailable", checks), status_code=503)
-        status = "ok" if checks["redis"] == "ok" else "degraded"
-        return Response(Health(status, checks), status_code=200)
+        checks["projections"] = await _projections_check(services)
+        ok = all(check == "ok" for check in checks.values())
+        return Response(Health("ok" if ok else "degraded", checks), status_code=200)
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
     async def metrics(self, services: NamedDependency[ApiServices]) -> Response[bytes]:
@@ -60,6 +65,17 @@ async def _check(awaitable: Any) -> str:
     return "ok"
 
 
+async def _projections_check(services: ApiServices) -> str:
+    """`ok`, or the stalled read models (why: GET /api/platform/projections)."""
+    try:
+        stalled = await asyncio.wait_for(
+            anyio.to_thread.run_sync(services.write_side.projector.stalled), 2.0
+        )
+    except Exception as e:  # noqa: BLE001 - unknown is not ok
+        return f"unavailable: {type(e).__name__}"
+    return f"stalled: {', '.join(stalled)}" if stalled else "ok"
+
+
 def _ping_postgres(services: ApiServices) -> None:
     with services.write_side.projector.datastore.get_connection() as conn:
         conn.execute("SELECT 1")
@@ -73,6 +89,9 @@ async def _refresh_projection_gauges(services: ApiServices) -> None:
         log.warning("projection status unavailable for metrics: %s", type(e).__name__)
         return
     for s in statuses:
+        m.projection_stalled.labels(s.name).set(s.state == "stalled")
+        m.projection_failures.labels(s.name).set(s.failure.failures if s.failure else 0)
+        m.projection_rebuild_failed.labels(s.name).set(s.rebuild_failure is not None)
         for u in s.upstreams:
             labels = (s.name, u.upstream)
             m.projection_position.labels(*labels).set(u.position)

@@ -25,6 +25,7 @@ def identities(service: Service) -> list[dict[str, str]]:
         auth(s, "t_fuzz", "metering"),
         auth(s, "t_fuzz", "ops"),
         auth(s, "t_fuzz", "auditor"),
+        auth(s, "t_fuzz", "platform"),
         auth(s, "t_fuzz", "member"),
     ]
 

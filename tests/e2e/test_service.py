@@ -133,17 +133,20 @@ def wait_for(
     raise AssertionError(f"{query} {params} never reached {target}")
 
 
-def test_ops_rebuild_through_the_api_is_done_by_the_worker(service: Service) -> None:
+def test_a_platform_rebuild_through_the_api_is_done_by_the_worker(
+    service: Service,
+) -> None:
     answer = post_events(service, "t_ops", [event("r1", quantity="2")])
     before = get(
         service, "/api/billing/usage", "t_ops", "admin", min_position=answer["position"]
     ).json()
 
     response = httpx.post(
-        f"{service.base_url}/api/ops/projections/billing_usage_daily/rebuild",
-        headers=auth(service.settings, "t_ops", "ops"),
+        f"{service.base_url}/api/platform/projections/billing_usage_daily/rebuild",
+        headers=auth(service.settings, "platform", "platform"),
     )
     assert response.status_code == 202
+    assert response.json()["state"] in ("ok", "behind", "rebuilding")
     wait_for(
         service,
         "SELECT live_version FROM billing_projections WHERE name = %s",
@@ -152,10 +155,13 @@ def test_ops_rebuild_through_the_api_is_done_by_the_worker(service: Service) -> 
     )
 
     after = get(service, "/api/billing/usage", "t_ops", "admin").json()
-    status = get(service, "/api/ops/projections", "t_ops", "ops").json()
+    status = get(service, "/api/platform/projections", "platform", "platform").json()
+    freshness = get(service, "/api/ops/freshness", "t_ops", "ops").json()
     assert after["rows"] == before["rows"]
     daily = next(s for s in status if s["name"] == "billing_usage_daily")
     assert (daily["live_version"], daily["building_version"]) == (2, None)
+    assert {f["name"] for f in freshness} == {s["name"] for s in status}
+    assert all(set(f) == {"name", "state", "data_through"} for f in freshness)
 
 
 def test_a_timezone_change_rebuckets_the_tenants_days(service: Service) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 from application.audit import AuditApp
 from application.audit_async import append_function_ddl
@@ -15,7 +16,8 @@ from application.settings import Settings
 from application.tenants import TenantSettingsApp
 from projections.audit_log import AuditLogProjection
 from projections.base import Projection
-from projections.usage_daily import UsageDailyProjection
+from projections.usage_daily.ledger import LedgerReader
+from projections.usage_daily.postgres import UsageDailyProjection
 from projections.usage_exports import UsageExportsProjection
 
 PROJECTIONS: dict[str, Projection] = {
@@ -33,6 +35,11 @@ class WriteSide:
     tenants: TenantSettingsApp
     audit: AuditApp
     projector: Projector
+
+    @property
+    def ledger(self) -> LedgerReader:
+        """The usage ledger as corrections read it (a connection per call)."""
+        return LedgerReader(partial(connect, self.settings))
 
     def close(self) -> None:
         self.projector.close()

@@ -16,15 +16,12 @@ from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import msgspec
-from psycopg.sql import SQL, Composed, Identifier
 
 from application.audit import AuditWriter
 from application.clock import Clock
 from application.metering import MeteringApp
 from application.projector import Projector
-from application.tenants import TenantSettingsApp
 from domain.audit import AuditRecord
-from domain.periods import usage_date
 from domain.usage import UsageRecord
 from domain.values import (
     InvalidValue,
@@ -35,6 +32,7 @@ from domain.values import (
     normalise_slug,
     parse_quantity,
 )
+from projections.usage_daily.ledger import LedgerReader, RangeMatch
 
 MAX_RANGE_EVENTS = 50_000
 MAX_REASON_LENGTH = 500
@@ -121,7 +119,7 @@ class Corrections:
     def __init__(  # noqa: PLR0913
         self,
         metering: MeteringApp,
-        tenants: TenantSettingsApp,
+        ledger: LedgerReader,
         projector: Projector,
         audit: AuditWriter,
         *,
@@ -129,7 +127,7 @@ class Corrections:
         ledger_wait_seconds: float = LEDGER_WAIT_SECONDS,
     ) -> None:
         self.metering = metering
-        self.tenants = tenants
+        self.ledger = ledger
         self.projector = projector
         self.audit = audit
         self.clock = clock
@@ -173,7 +171,7 @@ class Corrections:
         request: VoidRange,
         reason: str,
     ) -> CorrectionResult:
-        where, params = _range_filter(tenant_id, request.filter)
+        match = _range_match(tenant_id, request.filter)
         head = self.metering.head_position()
         if not self.projector.wait_for(
             "billing_usage_daily", "metering", head, self.ledger_wait_seconds
@@ -181,7 +179,7 @@ class Corrections:
             raise LedgerBehind(
                 "the usage ledger is still catching up with the history; retry shortly"
             )
-        event_ids = self._live_event_ids(where, params, limit=MAX_RANGE_EVENTS + 1)
+        event_ids = self.ledger.live_event_ids(match, limit=MAX_RANGE_EVENTS + 1)
         if len(event_ids) > MAX_RANGE_EVENTS:
             raise InvalidCorrection(
                 f"filter: matches more than {MAX_RANGE_EVENTS} events; narrow the range"
@@ -210,18 +208,6 @@ class Corrections:
         self._audit(tenant_id, actor_id, request_id, result, reason, [], filter_)
         return result
 
-    def _live_event_ids(
-        self, where: Composed, params: dict[str, Any], *, limit: int
-    ) -> list[str]:
-        """Ids of the events in the ledger that match and still count."""
-        statement = SQL(
-            "SELECT event_id FROM {} WHERE {} GROUP BY event_id"
-            " HAVING sum(count_delta) > 0 ORDER BY event_id LIMIT %(limit)s"
-        ).format(Identifier(self.projector.schema, "billing_usage_ledger"), where)
-        with self.projector.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params | {"limit": limit})
-            return [row["event_id"] for row in curs.fetchall()]
-
     def _result(
         self,
         tenant_id: str,
@@ -230,13 +216,15 @@ class Corrections:
         correction_id: UUID | None,
         position: int,
     ) -> CorrectionResult:
-        timezone = self.tenants.get_settings(tenant_id).timezone
+        # Days as the read model buckets them: its calendar, not the write side's
+        # (a settings change it has not processed yet must not show here first).
+        calendar = self.ledger.calendar_of(tenant_id)
         days: dict[tuple[date, str, str, str], list[Any]] = defaultdict(
             lambda: [Decimal(0), 0]
         )
         totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for record, delta, count in changes:
-            day = usage_date(record.occurred_at, timezone)
+            day, _ = calendar.day_and_period(record.occurred_at)
             key = (day, record.workspace_id, record.product_area, record.unit)
             days[key][0] += delta
             days[key][1] += count
@@ -304,27 +292,20 @@ def _checked(check: Any, field: str, value: Any) -> Any:
         raise InvalidCorrection(f"{field}: {e}") from None
 
 
-def _range_filter(tenant_id: str, f: RangeFilter) -> tuple[Composed, dict[str, Any]]:
+def _range_match(tenant_id: str, f: RangeFilter) -> RangeMatch:
     start = _checked(as_utc, "filter.start", f.start)
     end = _checked(as_utc, "filter.end", f.end)
     if end <= start:
         raise InvalidCorrection("filter.end: must be after filter.start")
-    clauses = [
-        SQL(
-            "tenant_id = %(tenant)s"
-            " AND occurred_at >= %(start)s AND occurred_at < %(end)s"
-        )
-    ]
-    params: dict[str, Any] = {"tenant": tenant_id, "start": start, "end": end}
-    if f.workspace_id is not None:
-        params["workspace"] = _checked(
-            check_identifier, "filter.workspace_id", f.workspace_id
-        )
-        clauses.append(SQL("workspace_id = %(workspace)s"))
-    if f.product_area is not None:
-        params["area"] = _checked(normalise_slug, "filter.product_area", f.product_area)
-        clauses.append(SQL("product_area = %(area)s"))
-    if f.unit is not None:
-        params["unit"] = _checked(normalise_slug, "filter.unit", f.unit)
-        clauses.append(SQL("unit = %(unit)s"))
-    return SQL(" AND ").join(clauses), params
+    return RangeMatch(
+        tenant_id,
+        start,
+        end,
+        workspace_id=_optional(check_identifier, "filter.workspace_id", f.workspace_id),
+        product_area=_optional(normalise_slug, "filter.product_area", f.product_area),
+        unit=_optional(normalise_slug, "filter.unit", f.unit),
+    )
+
+
+def _optional(check: Any, field: str, value: str | None) -> str | None:
+    return None if value is None else str(_checked(check, field, value))

@@ -16,9 +16,7 @@ from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
 from application.tracking import ProjectionTracking
-from projections.base import Projection
-
-REGISTRY = "billing_projections"
+from projections.base import REGISTRY, Projection, tracking_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +30,6 @@ class Registration:
 
 def tracking_table(projection: Projection, version: int) -> str:
     return f"{projection.name}_v{version}_tracking"
-
-
-def tracking_view(projection: Projection) -> str:
-    return f"{projection.name}_tracking"
 
 
 class ProjectionRegistry:

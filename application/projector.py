@@ -37,10 +37,10 @@ from application.projection_failures import (
     RetryPolicy,
     describe,
 )
-from application.projection_registry import ProjectionRegistry, tracking_view
+from application.projection_registry import ProjectionRegistry
 from application.settings import Settings
 from application.tracking import ProjectionTracking
-from projections.base import Notified, Projection
+from projections.base import Notified, Projection, tracking_view
 
 log = logging.getLogger(__name__)
 

@@ -19,20 +19,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from application.audit import AuditUnavailable
 from application.audit_async import AsyncAuditWriter
+from application.clock import Clock
 from application.positions import PositionWatcher
 from application.tokens import Principal
 from application.usage_cache import UsageCache
-from application.usage_queries import (
-    PeriodOut,
-    Snapshot,
-    UsageData,
-    UsageQuery,
-    UsageReader,
-    UsageTotal,
-    csv_copy_sql,
-    query_params,
-)
 from domain.audit import AuditRecord
+from projections.usage_daily.query import UsageQuery
+from projections.usage_daily.reader import UsageReader, csv_copy_sql, query_params
+from projections.usage_daily.rows import PeriodOut, Snapshot, UsageData, UsageTotal
 
 
 class UsageResponse(msgspec.Struct):
@@ -80,6 +74,7 @@ class UsageService:
         audit: AsyncAuditWriter,
         watcher: PositionWatcher,
         *,
+        clock: Clock,
         export_dir: Path,
         max_wait_seconds: float,
     ) -> None:
@@ -88,6 +83,7 @@ class UsageService:
         self.cache = cache
         self.audit = audit
         self.watcher = watcher
+        self.clock = clock
         self.export_dir = export_dir
         self.max_wait_seconds = max_wait_seconds
         self._encoder = msgspec.json.Encoder()
@@ -102,10 +98,11 @@ class UsageService:
     ) -> tuple[bytes, bool]:
         """The encoded answer, and whether it came from the cache."""
         await self._wait_for(min_position)
+        now = self.clock()
         async with self.pool.connection() as conn:
             # One statement (its own snapshot) says where the read model is; a
             # hit needs nothing more from the database.
-            snapshot = await self.reader.snapshot(conn, query)
+            snapshot = await self.reader.snapshot(conn, query, now)
             key = self._key(query, snapshot)
             cached = await self.cache.get(key)
             if cached is None:
@@ -113,7 +110,7 @@ class UsageService:
                 # read them, and the position again, in one REPEATABLE READ
                 # transaction (the projection commits rows and position together).
                 async with conn.pipeline(), conn.transaction():
-                    snapshot = await self.reader.snapshot(conn, query)
+                    snapshot = await self.reader.snapshot(conn, query, now)
                     data = await self.reader.data(conn, query, snapshot)
                 key = self._key(query, snapshot)
                 parts = self._encode_parts(data)
@@ -141,7 +138,7 @@ class UsageService:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         async with self.pool.connection() as conn, conn.transaction():
-            snapshot = await self.reader.snapshot(conn, query)
+            snapshot = await self.reader.snapshot(conn, query, self.clock())
             digest, row_count = await self._write_csv(conn, query, snapshot, partial)
             totals = await self.reader.totals(conn, query, snapshot)
         os.replace(partial, path)
@@ -199,12 +196,7 @@ class UsageService:
 
     async def _live_position(self) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT notification_id FROM billing_usage_daily_tracking"
-                " WHERE application_name = 'metering'"
-            )
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+            return await self.reader.live_position(conn)
 
     def _key(self, query: UsageQuery, snapshot: Snapshot) -> str:
         # Everything the data depends on: tenant, the live copy (version, and
@@ -232,7 +224,7 @@ class UsageService:
         return self._encoder.encode(
             _Envelope(
                 tenant_id=query.tenant_id,
-                period=snapshot.period_out(self.reader.clock()),
+                period=snapshot.period_out(),
                 as_of=snapshot.as_of,
                 position=snapshot.position,
                 group_by=list(query.group_by),

@@ -76,11 +76,23 @@ def period_containing(
     return period_starting(start, timezone, grace)
 
 
+def day_and_period(
+    instant: datetime, *, timezone: str, anchor_day: int, grace: timedelta
+) -> tuple[date, BillingPeriod]:
+    """The one rule: which usage day and billing period `instant` belongs to, in
+    a tenant's calendar. Its SQL form is the rollup of projections.usage_daily;
+    tests/contracts holds the two together, DST days included."""
+    day = usage_date(instant, timezone)
+    return day, period_containing(day, anchor_day, timezone, grace)
+
+
 def resolve_period(
     spec: str, *, now: datetime, anchor_day: int, timezone: str, grace: timedelta
 ) -> BillingPeriod:
     """Resolve `current`, `previous` or `YYYY-MM` (the month a period starts in)."""
-    current = period_containing(usage_date(now, timezone), anchor_day, timezone, grace)
+    _, current = day_and_period(
+        now, timezone=timezone, anchor_day=anchor_day, grace=grace
+    )
     if spec == "current":
         return current
     if spec == "previous":

@@ -16,6 +16,14 @@ from typing import Any, ClassVar, NamedTuple
 from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
 
+# The runtime's registry of read models: live and building versions per name.
+REGISTRY = "billing_projections"
+
+
+def tracking_view(projection: type[Projection] | Projection) -> str:
+    """The stable view of a read model's tracking positions (one per upstream)."""
+    return f"{projection.name}_tracking"
+
 
 class Notified(NamedTuple):
     """A domain event with its position in its upstream's notification log."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -54,6 +55,21 @@ def real_services() -> None:
 @pytest.fixture
 def settings(real_services: None, tmp_path: Path) -> Iterator[Settings]:
     """Settings for one test: its own schema, Redis namespace and export dir."""
+    with isolated_settings(tmp_path) as test_settings:
+        yield test_settings
+
+
+@pytest.fixture
+def settings_factory(
+    real_services: None, tmp_path: Path
+) -> Callable[[], AbstractContextManager[Settings]]:
+    """Fresh isolated settings on demand (one per hypothesis example, say)."""
+    return lambda: isolated_settings(tmp_path)
+
+
+@contextmanager
+def isolated_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Its own schema, Redis namespace and export dir; all removed afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     test_settings = Settings(
         database_url=DATABASE_URL,
@@ -65,12 +81,15 @@ def settings(real_services: None, tmp_path: Path) -> Iterator[Settings]:
         max_read_wait_seconds=15.0,
         db_pool_size=4,
     )
-    yield test_settings
-    drop_schema(test_settings)
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{test_settings.redis_namespace}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    try:
+        yield test_settings
+    finally:
+        drop_schema(test_settings)
+        client = redis.Redis.from_url(REDIS_URL)
+        pattern = f"{test_settings.redis_namespace}:*"
+        keys = list(client.scan_iter(pattern, count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 def drop_schema(settings: Settings) -> None:

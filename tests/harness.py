@@ -91,7 +91,7 @@ def harness_for(write_side: WriteSide, start: datetime) -> Iterator[Harness]:
             ),
             Corrections(
                 write_side.metering,
-                write_side.tenants,
+                write_side.ledger,
                 write_side.projector,
                 audit,
                 clock=clock,

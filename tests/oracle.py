@@ -2,6 +2,8 @@
 
 Deliberately naive and separate from the production code: it keeps every
 accepted event and correction, then folds them into daily rows from scratch.
+Only the day-and-period rule is shared (domain.periods.day_and_period), so the
+rule is written once in Python; its SQL form is held to it by tests/contracts.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from domain.periods import day_and_period
 
 Key = tuple[str, date, str, str, str]  # tenant, day, workspace, product area, unit
 
@@ -118,24 +122,18 @@ class Oracle:
         )
         for c in self.changes:
             cal = self.calendars.get(c.tenant, Calendar())
+            # The one day-and-period rule of the domain; the fold is the oracle's.
+            day, period = day_and_period(
+                c.occurred_at,
+                timezone=cal.timezone,
+                anchor_day=cal.anchor,
+                grace=timedelta(hours=cal.grace_hours),
+            )
             zone = ZoneInfo(cal.timezone)
-            day = c.occurred_at.astimezone(zone).date()
             day_ends = datetime.combine(day + timedelta(days=1), time(0), zone)
-            start = date(day.year, day.month, cal.anchor)
-            if day.day < cal.anchor:
-                start = date(
-                    start.year - (start.month == 1),
-                    (start.month - 2) % 12 + 1,
-                    cal.anchor,
-                )
-            end = date(
-                start.year + (start.month == 12), start.month % 12 + 1, cal.anchor
-            )
-            closes = datetime.combine(end, time(0), zone) + timedelta(
-                hours=cal.grace_hours
-            )
+            closes = period.closes_at
             row = rows[(c.tenant, day, c.workspace, c.area, c.unit)]
-            row[0] = start
+            row[0] = period.start
             row[1] += c.delta
             row[2] += c.count
             if c.recorded_at < day_ends:

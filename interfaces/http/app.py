@@ -31,13 +31,12 @@ from application.recording import Ingestor
 from application.settings import Settings
 from application.tokens import TokenVerifier
 from application.usage_cache import UsageCache
-from application.usage_queries import UsageReader
 from application.usage_service import UsageService
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import BearerTokenMiddleware
 from interfaces.http.billing import BillingController
-from interfaces.http.dashboard import DashboardController
 from interfaces.http.bodies import JsonRequest
+from interfaces.http.dashboard import DashboardController
 from interfaces.http.errors import EXCEPTION_HANDLERS
 from interfaces.http.limits import HeaderLimitMiddleware
 from interfaces.http.metering import MeteringController
@@ -46,6 +45,7 @@ from interfaces.http.ops import OpsController
 from interfaces.http.platform import PlatformController
 from interfaces.http.services import ApiServices
 from interfaces.http.system import SystemController
+from projections.usage_daily.reader import UsageReader
 
 STATIC_DIR = Path(__file__).parent / "static"
 ROUTES: list[Any] = [
@@ -76,7 +76,7 @@ def build_services(settings: Settings) -> ApiServices:
         ),
         corrections=Corrections(
             write_side.metering,
-            write_side.tenants,
+            write_side.ledger,
             write_side.projector,
             audit,
             clock=utc_now,
@@ -126,7 +126,7 @@ async def start_read_side(services: ApiServices) -> None:
     services.read_pool, services.watcher = pool, watcher
     services.usage = UsageService(
         pool,
-        UsageReader(utc_now),
+        UsageReader(services.write_side.metering.events_table),
         UsageCache(
             services.redis,
             settings.redis_namespace,
@@ -134,6 +134,7 @@ async def start_read_side(services: ApiServices) -> None:
         ),
         services.async_audit,
         watcher,
+        clock=utc_now,
         export_dir=settings.export_dir,
         max_wait_seconds=settings.max_read_wait_seconds,
     )

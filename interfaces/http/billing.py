@@ -19,10 +19,10 @@ from litestar.params import FromQuery
 from litestar.response import Stream
 
 from application.tokens import Principal
-from application.usage_queries import InvalidUsageQuery, UsageQuery
 from application.usage_service import UsageResponse
 from interfaces.http.auth import requires_role
 from interfaces.http.services import ApiServices
+from projections.usage_daily.query import InvalidUsageQuery, UsageQuery
 
 _DIGITS = re.compile(r"[0-9]{1,18}")  # not isdigit(), which accepts "²" too
 

@@ -21,10 +21,10 @@ from application.corrections import CorrectionMismatch, InvalidCorrection, Ledge
 from application.ingest import MalformedBatch, field_error
 from application.metering import ConcurrentCorrection, UsageNotFound
 from application.projector import RebuildInProgress
-from application.usage_queries import InvalidUsageQuery
 from domain.periods import InvalidPeriod
 from domain.tenant_settings import InvalidSettings
 from domain.usage import UsageError
+from projections.usage_daily.query import InvalidUsageQuery
 
 log = logging.getLogger(__name__)
 

@@ -280,3 +280,31 @@ def test_a_range_void_needs_an_ordered_range(
 
     assert response.status_code == 422
     assert response.json()["detail"] == "filter.end: must be after filter.start"
+
+
+def test_a_dry_run_reports_days_as_the_usage_read_model_buckets_them(
+    client: TestClient[Any], settings: Settings, projecting: Any
+) -> None:
+    """One day-and-period rule: a range void's days are the usage API's days."""
+    client.patch(
+        "/api/ops/settings",
+        json={"timezone": "America/Los_Angeles"},
+        headers=auth(settings, "t_acme", "ops"),
+    )
+    position = seed(
+        client, settings, [event("in1", quantity="2", at=DAY + timedelta(hours=1))]
+    )
+    usage = client.get(
+        f"/api/billing/usage?period=current&min_position={position}",
+        headers=auth(settings, "t_acme", "admin"),
+    ).json()
+    previous = client.get(
+        f"/api/billing/usage?period=previous&min_position={position}",
+        headers=auth(settings, "t_acme", "admin"),
+    ).json()
+
+    body = correct(client, settings, range_void()).json()
+
+    served = {r["usage_date"] for r in usage["rows"] + previous["rows"]}
+    assert {d["usage_date"] for d in body["days"]} == served
+    assert served == {(DAY - timedelta(days=1)).date().isoformat()}  # 17:00 in LA

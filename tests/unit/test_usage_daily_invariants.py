@@ -10,7 +10,8 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.usage_daily import Calendar, InMemoryUsageDailyView, LedgerEntry
+from projections.usage_daily.changes import Calendar, LedgerEntry
+from projections.usage_daily.reference import InMemoryUsageDailyView
 
 START = datetime(2026, 9, 20, tzinfo=UTC)
 TENANTS = ["t_a", "t_b"]

@@ -9,13 +9,8 @@ from typing import Any
 from domain.tenant_settings import BillingSettings, TenantBillingSettings
 from domain.usage import UsageRecord
 from projections.base import Notified
-from projections.usage_daily import (
-    Calendar,
-    DailyRow,
-    InMemoryUsageDailyView,
-    LedgerEntry,
-    split_changes,
-)
+from projections.usage_daily.changes import Calendar, LedgerEntry, split_changes
+from projections.usage_daily.reference import DailyRow, InMemoryUsageDailyView
 from tests.unit.builders import amend, facts, void
 
 NEW_YORK = Calendar("t_acme", "America/New_York", 1, 72)

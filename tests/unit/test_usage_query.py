@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from application.usage_queries import (
+from projections.usage_daily.query import (
     DIMENSIONS,
     InvalidUsageQuery,
     UsageQuery,

@@ -1,4 +1,4 @@
-"""billing_usage_daily: usage per tenant, workspace, product area, day and unit.
+"""billing_usage_daily in PostgreSQL: its tables, COPY of the ledger, the rollup.
 
 Every quantity-changing metering event becomes one ledger entry (a signed delta,
 in UTC, independent of any calendar). Daily rows are sums of ledger entries,
@@ -16,231 +16,25 @@ adjustment_count): a late adjustment against a closed period, never silent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from decimal import Decimal
-from functools import singledispatch
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
-from domain.periods import local_midnight, period_containing, usage_date
-from domain.tenant_settings import DEFAULT_SETTINGS, TenantBillingSettings
-from domain.usage import UsageRecord
+from domain.tenant_settings import DEFAULT_SETTINGS
 from projections.base import Notified, Projection
+from projections.usage_daily.changes import (
+    Calendar,
+    DailyChanges,
+    LedgerEntry,
+    default_calendar,
+    ledger_copy_text,
+    split_changes,
+)
 
 LEDGER = "billing_usage_ledger"
 DAILY = "billing_usage_daily"
 CALENDARS = "billing_tenant_calendars"
-
-
-class LedgerEntry(NamedTuple):
-    """The signed change one metering event makes to its day (a COPY row as is)."""
-
-    position: int
-    tenant_id: str
-    event_id: str
-    kind: str  # recorded | voided | amended
-    workspace_id: str
-    product_area: str
-    unit: str
-    occurred_at: datetime
-    recorded_at: datetime
-    quantity_delta: Decimal
-    count_delta: int
-
-
-@dataclass(frozen=True, slots=True)
-class Calendar:
-    """How a tenant's usage is bucketed into days and billing periods."""
-
-    tenant_id: str
-    timezone: str
-    period_anchor_day: int
-    grace_hours: int
-
-
-DailyKey = tuple[str, date, str, str, str]  # tenant, day, workspace, area, unit
-
-
-@dataclass(slots=True)
-class DailyRow:
-    period_start: date
-    quantity: Decimal = Decimal(0)
-    source_event_count: int = 0
-    first_reported_quantity: Decimal = Decimal(0)
-    late_event_count: int = 0
-    adjustment_quantity: Decimal = Decimal(0)
-    adjustment_count: int = 0
-
-
-# --- the projection: events in, changes out (pure) -------------------------------
-
-
-@singledispatch
-def change_of(event: Any, position: int) -> LedgerEntry | Calendar | None:
-    """Unknown events change nothing (their position still advances)."""
-    return None
-
-
-@change_of.register
-def _(event: UsageRecord.Recorded, position: int) -> LedgerEntry:
-    return _entry(event, position, "recorded", event.quantity, 1)
-
-
-@change_of.register
-def _(event: UsageRecord.Voided, position: int) -> LedgerEntry:
-    return _entry(event, position, "voided", -event.quantity, -1)
-
-
-@change_of.register
-def _(event: UsageRecord.Amended, position: int) -> LedgerEntry:
-    return _entry(
-        event, position, "amended", event.quantity - event.previous_quantity, 0
-    )
-
-
-@change_of.register(TenantBillingSettings.Configured)
-@change_of.register(TenantBillingSettings.Changed)
-def _(event: Any, position: int) -> Calendar:
-    return Calendar(
-        event.tenant_id, event.timezone, event.period_anchor_day, event.grace_hours
-    )
-
-
-def _entry(
-    event: Any, position: int, kind: str, delta: Decimal, count: int
-) -> LedgerEntry:
-    return LedgerEntry(
-        position,
-        event.tenant_id,
-        event.event_id,
-        kind,
-        event.workspace_id,
-        event.product_area,
-        event.unit,
-        event.occurred_at,
-        event.timestamp,
-        delta,
-        count,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class DailyChanges:
-    """What one batch changes; `ledger_copy` is the entries as COPY text, built
-    on the projection's reader thread so the writer only ships bytes."""
-
-    entries: list[LedgerEntry]
-    calendars: list[Calendar]
-    ledger_copy: bytes
-
-
-# COPY's text format: backslash, tab, newline and carriage return are escaped.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def ledger_copy_text(entries: Sequence[LedgerEntry]) -> bytes:
-    """Entries as COPY text lines: text fields escaped, instants in ISO 8601."""
-    return "".join([_copy_line(e) for e in entries]).encode()
-
-
-def _copy_line(e: LedgerEntry) -> str:
-    line = (
-        f"{e.position}\t{e.tenant_id}\t{e.event_id}\t{e.kind}\t{e.workspace_id}"
-        f"\t{e.product_area}\t{e.unit}\t{e.occurred_at.isoformat()}"
-        f"\t{e.recorded_at.isoformat()}\t{e.quantity_delta}\t{e.count_delta}\n"
-    )
-    # Ingest rules keep these fields free of COPY's special characters; check
-    # the whole line at C speed and escape field by field only if one slipped in.
-    if (
-        line.count("\t") == 10
-        and "\\" not in line
-        and "\r" not in line
-        and line.count("\n") == 1
-    ):
-        return line
-    x = _COPY_ESCAPES
-    return (
-        f"{e.position}\t{e.tenant_id.translate(x)}\t{e.event_id.translate(x)}"
-        f"\t{e.kind}\t{e.workspace_id.translate(x)}\t{e.product_area.translate(x)}"
-        f"\t{e.unit.translate(x)}\t{e.occurred_at.isoformat()}"
-        f"\t{e.recorded_at.isoformat()}\t{e.quantity_delta}\t{e.count_delta}\n"
-    )
-
-
-def split_changes(
-    batch: Sequence[Notified],
-) -> tuple[list[LedgerEntry], list[Calendar]]:
-    entries: list[LedgerEntry] = []
-    calendars: list[Calendar] = []
-    for item in batch:
-        change = change_of(item.event, item.position)
-        if type(change) is LedgerEntry:
-            entries.append(change)
-        elif change is not None:
-            calendars.append(change)  # type: ignore[arg-type]
-    return entries, calendars
-
-
-# --- the view interface, and two implementations ---------------------------------
-
-
-class UsageDailyView(Protocol):
-    """Where ledger entries and calendars are written and daily rows kept."""
-
-    def add_entries(self, entries: Sequence[LedgerEntry]) -> None: ...
-
-    def set_calendars(self, calendars: Sequence[Calendar]) -> None: ...
-
-
-def default_calendar(tenant_id: str) -> Calendar:
-    d = DEFAULT_SETTINGS
-    return Calendar(tenant_id, d.timezone, d.period_anchor_day, d.grace_hours)
-
-
-class InMemoryUsageDailyView:
-    """The reference implementation: the bucketing rules written out in Python."""
-
-    def __init__(self) -> None:
-        self.ledger: list[LedgerEntry] = []
-        self.calendars: dict[str, Calendar] = {}
-        self.daily: dict[DailyKey, DailyRow] = {}
-
-    def add_entries(self, entries: Sequence[LedgerEntry]) -> None:
-        self.ledger.extend(entries)
-        for entry in entries:
-            self._bucket(entry)
-
-    def set_calendars(self, calendars: Sequence[Calendar]) -> None:
-        for calendar in calendars:
-            if self.calendars.get(calendar.tenant_id) == calendar:
-                continue
-            self.calendars[calendar.tenant_id] = calendar
-            tenant = calendar.tenant_id
-            self.daily = {k: v for k, v in self.daily.items() if k[0] != tenant}
-            for entry in self.ledger:
-                if entry.tenant_id == tenant:
-                    self._bucket(entry)
-
-    def _bucket(self, e: LedgerEntry) -> None:
-        cal = self.calendars.get(e.tenant_id) or default_calendar(e.tenant_id)
-        day = usage_date(e.occurred_at, cal.timezone)
-        period = period_containing(
-            day, cal.period_anchor_day, cal.timezone, timedelta(hours=cal.grace_hours)
-        )
-        key = (e.tenant_id, day, e.workspace_id, e.product_area, e.unit)
-        row = self.daily.setdefault(key, DailyRow(period.start))
-        row.quantity += e.quantity_delta
-        row.source_event_count += e.count_delta
-        if e.recorded_at < local_midnight(day + timedelta(days=1), cal.timezone):
-            row.first_reported_quantity += e.quantity_delta
-        elif e.kind == "recorded":
-            row.late_event_count += 1
-        if e.recorded_at >= period.closes_at:
-            row.adjustment_quantity += e.quantity_delta
-            row.adjustment_count += 1
 
 
 class PostgresUsageDailyView:

@@ -14,11 +14,11 @@ from application.metering import MeteringApp
 from application.projector import Projector
 from application.settings import Settings
 from application.tenants import TenantSettingsApp
-from projections.audit_log import AuditLogProjection
+from projections.audit_log.postgres import AuditLogProjection
 from projections.base import Projection
 from projections.usage_daily.ledger import LedgerReader
 from projections.usage_daily.postgres import UsageDailyProjection
-from projections.usage_exports import UsageExportsProjection
+from projections.usage_exports.postgres import UsageExportsProjection
 
 PROJECTIONS: dict[str, Projection] = {
     p.name: p

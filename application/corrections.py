@@ -174,7 +174,7 @@ class Corrections:
         match = _range_match(tenant_id, request.filter)
         head = self.metering.head_position()
         if not self.projector.wait_for(
-            "billing_usage_daily", "metering", head, self.ledger_wait_seconds
+            self.ledger.read_model, "metering", head, self.ledger_wait_seconds
         ):
             raise LedgerBehind(
                 "the usage ledger is still catching up with the history; retry shortly"

@@ -77,3 +77,24 @@ class Projection(ABC):
         self, cursor: Cursor[Any], schema: str, version: int, changes: Any
     ) -> None:
         """Write `changes` to one version's tables, in the caller's transaction."""
+
+    def insert_rows(  # noqa: PLR0913 - where, what, and the rows
+        self,
+        cursor: Cursor[Any],
+        schema: str,
+        version: int,
+        view: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Append `rows` to one version of `view` (for one-row-per-event models)."""
+        if not rows:
+            return
+        cursor.executemany(
+            SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                Identifier(schema, self.table_name(view, version)),
+                SQL(", ").join(map(Identifier, columns)),
+                SQL(", ").join(SQL("%s") * len(columns)),
+            ),
+            rows,
+        )

@@ -12,12 +12,12 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
-from application.audit_queries import AuditEventOut, InvalidAuditQuery
 from application.tokens import Principal
 from domain.values import InvalidValue, as_utc
 from interfaces.http.auth import requires_role
 from interfaces.http.billing import file_chunks, parse_limit, parse_position
 from interfaces.http.services import ApiServices
+from projections.audit_log.reader import AuditEventOut, AuditQuery, InvalidAuditQuery
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -49,11 +49,13 @@ class AuditController(Controller):
     ) -> list[AuditEventOut]:
         """`type` filters (e.g. UsageViewed); page with `after`=<last position>."""
         return await services.audit_reader.list_events(
-            request.user.tenant_id,
-            event_type=type or None,
-            since=parse_since(since),
-            after=parse_position(after, "after"),
-            limit=parse_limit(limit, default=100, maximum=1000),
+            AuditQuery(
+                request.user.tenant_id,
+                event_type=type or None,
+                since=parse_since(since),
+                after=parse_position(after, "after"),
+                limit=parse_limit(limit, default=100, maximum=1000),
+            )
         )
 
     @get(

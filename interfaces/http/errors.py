@@ -16,7 +16,6 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from application.audit import AuditUnavailable
-from application.audit_queries import InvalidAuditQuery
 from application.corrections import CorrectionMismatch, InvalidCorrection, LedgerBehind
 from application.ingest import MalformedBatch, field_error
 from application.metering import ConcurrentCorrection, UsageNotFound
@@ -24,6 +23,7 @@ from application.projector import RebuildInProgress
 from domain.periods import InvalidPeriod
 from domain.tenant_settings import InvalidSettings
 from domain.usage import UsageError
+from projections.audit_log.reader import InvalidAuditQuery
 from projections.usage_daily.query import InvalidUsageQuery
 
 log = logging.getLogger(__name__)

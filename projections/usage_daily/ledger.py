@@ -13,7 +13,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from projections.usage_daily.changes import Calendar, default_calendar
-from projections.usage_daily.postgres import CALENDARS, LEDGER
+from projections.usage_daily.postgres import CALENDARS, LEDGER, UsageDailyProjection
 
 Connect = Callable[[], AbstractContextManager[Connection[Any]]]
 
@@ -32,6 +32,8 @@ class RangeMatch:
 
 class LedgerReader:
     """Which events still count, and the calendar the read model buckets with."""
+
+    read_model = UsageDailyProjection.name  # what to wait for before reading
 
     def __init__(self, connect: Connect) -> None:
         self.connect = connect

@@ -25,7 +25,7 @@ from application.projection_failures import RetryPolicy
 from application.projector import ProjectionFailed, Projector, progress_channel
 from application.settings import Settings
 from domain.audit import AuditRecord
-from projections.audit_log import AuditLogProjection
+from projections.audit_log.postgres import AuditLogProjection
 from projections.base import Notified
 from tests.harness import harness_for
 from tests.support import auth, event

@@ -1,4 +1,4 @@
-"""billing_audit_log: every audit record, queryable by auditors per tenant."""
+"""billing_audit_log in PostgreSQL: one row per audit record."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ from typing import Any
 
 import msgspec
 from psycopg import Cursor
-from psycopg.sql import SQL, Identifier
 
 from domain.audit import AuditRecord
 from domain.values import escape_unstorable, escape_unstorable_in
 from projections.base import Notified, Projection
 
 AUDIT_LOG = "billing_audit_log"
+COLUMNS = (
+    "position",
+    "tenant_id",
+    "event_type",
+    "actor_id",
+    "request_id",
+    "occurred_at",
+    "details",
+)
 _COMMON = {
     "originator_id",
     "originator_version",
@@ -69,13 +77,4 @@ class AuditLogProjection(Projection):
     def write(
         self, cursor: Cursor[Any], schema: str, version: int, changes: Any
     ) -> None:
-        rows = changes
-        if rows:
-            cursor.executemany(
-                SQL(
-                    "INSERT INTO {} (position, tenant_id, event_type, actor_id,"
-                    " request_id, occurred_at, details)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)"
-                ).format(Identifier(schema, self.table_name(AUDIT_LOG, version))),
-                rows,
-            )
+        self.insert_rows(cursor, schema, version, AUDIT_LOG, COLUMNS, changes)

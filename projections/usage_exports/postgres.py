@@ -1,4 +1,4 @@
-"""billing_usage_exports: the CSV exports each tenant made, from UsageExported."""
+"""billing_usage_exports in PostgreSQL: one row per CSV export, from UsageExported."""
 
 from __future__ import annotations
 
@@ -8,13 +8,27 @@ from typing import Any
 
 import msgspec
 from psycopg import Cursor
-from psycopg.sql import SQL, Identifier
 
 from domain.audit import AuditRecord
 from domain.values import escape_unstorable
 from projections.base import Notified, Projection
 
 EXPORTS = "billing_usage_exports"
+COLUMNS = (
+    "export_id",
+    "tenant_id",
+    "workspace_id",
+    "requested_by_id",
+    "period_start",
+    "period_end",
+    "file_key",
+    "row_count",
+    "totals",
+    "sha256",
+    "created_at",
+    "read_model_position",
+    "position",
+)
 
 
 def export_row(item: Notified) -> tuple[Any, ...] | None:
@@ -61,15 +75,4 @@ class UsageExportsProjection(Projection):
     def write(
         self, cursor: Cursor[Any], schema: str, version: int, changes: Any
     ) -> None:
-        rows = changes
-        if rows:
-            cursor.executemany(
-                SQL(
-                    "INSERT INTO {} (export_id, tenant_id, workspace_id,"
-                    " requested_by_id, period_start, period_end, file_key, row_count,"
-                    " totals, sha256, created_at, read_model_position, position)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb,"
-                    " %s, %s, %s, %s)"
-                ).format(Identifier(schema, self.table_name(EXPORTS, version))),
-                rows,
-            )
+        self.insert_rows(cursor, schema, version, EXPORTS, COLUMNS, changes)

@@ -7,12 +7,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 
-from application.audit import AuditApp
-from application.audit_async import append_function_ddl
-from application.database import connect, ensure_database
-from application.metering import MeteringApp
-from application.projector import Projector
+from application.audit.group_commit import append_function_ddl
+from application.audit.writer import AuditApp
+from application.metering.app import MeteringApp
+from application.projecting.projector import Projector
 from application.settings import Settings
+from application.store.database import connect, ensure_database
 from application.tenants import TenantSettingsApp
 from projections.audit_log.postgres import AuditLogProjection
 from projections.base import Projection

@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from application.clock import Clock, SetClock
-from application.metering import MeteringApp
-from application.recording import Ingestor
+from application.metering.app import MeteringApp
+from application.metering.ingestor import Ingestor
 from application.tenants import TenantSettingsApp
 from domain.tenant_settings import BillingSettings
 

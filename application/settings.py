@@ -41,6 +41,10 @@ class Settings:
     projection_batch_size: int = 5_000
     projection_tick_seconds: float = 5.0
     db_pool_size: int = 8
+    # Bounds on every wait for PostgreSQL, so an outage answers 503 promptly.
+    db_connect_timeout_seconds: int = 2  # libpq connect_timeout (its minimum is 2)
+    db_pool_timeout_seconds: float = 2.0  # a request's wait for a pooled connection
+    db_statement_timeout_seconds: float = 5.0  # API request pools only
     local_cache_bytes: int = 32 * 1024 * 1024
     max_token_lifetime_seconds: int = 24 * 3600
     max_header_bytes: int = 16 * 1024
@@ -77,23 +81,37 @@ class Settings:
             # No ping per checkout (a round trip per batch): after a database
             # restart a broken connection fails one request and is replaced.
             "POSTGRES_PRE_PING": "n",
+            # eventsourcing's name for the wait for a pooled connection (whole
+            # seconds; BillingApplication applies the exact value and the
+            # libpq connect_timeout to the pool).
+            "POSTGRES_CONNECT_TIMEOUT": str(math.ceil(self.db_pool_timeout_seconds)),
             "CREATE_TABLE": "y" if create_table else "n",
         }
 
-    def conninfo(self, **options: str) -> str:
-        """A libpq connection string whose search_path is our schema."""
+    def conninfo(
+        self, *, application_name: str = "billing", statement_timeout: bool = False
+    ) -> str:
+        """A libpq connection string whose search_path is our schema; connecting
+        gives up after `db_connect_timeout_seconds`. With `statement_timeout`
+        (the API's request pools), statements are cancelled after
+        `db_statement_timeout_seconds`."""
         pg = self.postgres
         parts = {
             "host": pg.host,
             "port": str(pg.port),
             "dbname": pg.dbname,
             "user": pg.user,
-            "application_name": options.pop("application_name", "billing"),
+            "application_name": application_name,
+            "connect_timeout": str(self.db_connect_timeout_seconds),
         }
         if pg.password:
             parts["password"] = pg.password
         quoted = " ".join(f"{k}='{_escape(v)}'" for k, v in parts.items())
-        return f"{quoted} options='-c search_path={self.db_schema}'"
+        server = f"-c search_path={self.db_schema}"
+        if statement_timeout:
+            milliseconds = math.ceil(self.db_statement_timeout_seconds * 1000)
+            server += f" -c statement_timeout={milliseconds}"
+        return f"{quoted} options='{server}'"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +134,19 @@ class Settings:
                 env, "BILLING_PROJECTION_TICK_SECONDS", 5.0
             ),
             db_pool_size=_whole(env, "BILLING_DB_POOL_SIZE", 8),
+            db_connect_timeout_seconds=_whole(
+                env,
+                "BILLING_DB_CONNECT_TIMEOUT_SECONDS",
+                base.db_connect_timeout_seconds,
+            ),
+            db_pool_timeout_seconds=_number(
+                env, "BILLING_DB_POOL_TIMEOUT_SECONDS", base.db_pool_timeout_seconds
+            ),
+            db_statement_timeout_seconds=_number(
+                env,
+                "BILLING_DB_STATEMENT_TIMEOUT_SECONDS",
+                base.db_statement_timeout_seconds,
+            ),
             max_body_bytes=_whole(env, "BILLING_MAX_BODY_BYTES", base.max_body_bytes),
             local_cache_bytes=_whole(
                 env,

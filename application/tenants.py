@@ -7,7 +7,7 @@ from typing import cast
 
 from eventsourcing.application import AggregateNotFoundError
 
-from application.event_store import BillingApplication
+from application.store.event_store import BillingApplication
 from domain.tenant_settings import (
     DEFAULT_SETTINGS,
     BillingSettings,

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from application.projector import progress_channel
+from application.projecting.progress import progress_channel
 from application.settings import Settings
 
 

@@ -45,7 +45,7 @@ from workload import bodies, recent_events, summary_decoder
 
 from application.bootstrap import WriteSide, bootstrap
 from application.clock import utc_now
-from application.recording import Ingestor
+from application.metering.ingestor import Ingestor
 
 NAME = "billing_usage_daily"
 TENANTS = ("t_bench_a", "t_bench_b", "t_bench_c")

@@ -55,7 +55,7 @@ from workload import bodies, history
 
 from application.bootstrap import bootstrap
 from application.clock import utc_now
-from application.recording import Ingestor
+from application.metering.ingestor import Ingestor
 
 TENANT = "t_bench"
 OTHERS = ("t_other_a", "t_other_b")

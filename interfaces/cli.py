@@ -236,7 +236,8 @@ def _failure_line(label: str, f: Any) -> str:
 @click.argument("name")
 def projections_rebuild(name: str) -> None:
     """Rebuild NAME from the full history while the live copy keeps serving."""
-    from application.projector import ProjectionFailed, RebuildInProgress
+    from application.projecting.failing import ProjectionFailed
+    from application.projecting.rebuild import RebuildInProgress
 
     with _write_side(_settings()) as ws:
         if name not in ws.projector.projections:

@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 import psycopg
 
-from application.audit import AuditWriter
+from application.audit.writer import AuditWriter
 from application.bootstrap import WriteSide
 from application.clock import SetClock
-from application.corrections import AmendEvent, Corrections, VoidEvent
-from application.ingest import IngestResponse
-from application.recording import Ingestor
+from application.metering.batch import IngestResponse
+from application.metering.corrections import AmendEvent, Corrections, VoidEvent
+from application.metering.ingestor import Ingestor
 from domain.tenant_settings import BillingSettings
 from tests.oracle import read_model
 

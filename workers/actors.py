@@ -8,16 +8,15 @@ from typing import Any
 import dramatiq
 import msgspec
 
-from application.ingest import MalformedBatch
-from application.projector import ProjectionFailed, RebuildInProgress
+from application.metering.batch import MalformedBatch
+from application.projecting.failing import ProjectionFailed
+from application.projecting.rebuild import RebuildInProgress
 from application.tokens import InvalidToken
 from workers.broker import broker
 from workers.projector_service import ProjectorService
 from workers.runtime import ingestor, verifier, write_side
 
 log = logging.getLogger(__name__)
-
-broker.add_middleware(ProjectorService())
 
 
 class UnprocessableMessage(Exception):
@@ -91,3 +90,7 @@ def rebuild_projection(name: str) -> None:
         return  # recorded (status: rebuild_failure) and logged; a retry fails alike
     if done is not None:
         log.info("rebuilt projection", extra={"projection": name, "events": done})
+
+
+# Registered once the rebuild actor exists, so the daemon can hand requests to it.
+broker.add_middleware(ProjectorService(on_rebuild_requested=rebuild_projection.send))

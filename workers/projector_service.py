@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from application.projection_daemon import ProjectionDaemon
+from application.projecting.daemon import ProjectionDaemon
 from workers.broker import settings
+from workers.runtime import write_side
 
 
 class ProjectorService(Middleware):
     """Starts the daemon when a worker process boots; stops it on shutdown."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_rebuild_requested: Callable[[str], Any]) -> None:
+        self.on_rebuild_requested = on_rebuild_requested  # sends the rebuild actor
         self.daemon: ProjectionDaemon | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        from workers.actors import rebuild_projection
-        from workers.runtime import write_side
-
         self.daemon = ProjectionDaemon(
-            write_side(),
+            write_side().projector,
             tick_seconds=settings.projection_tick_seconds,
-            on_rebuild_requested=lambda name: rebuild_projection.send(name),
+            on_rebuild_requested=self.on_rebuild_requested,
         )
         self.daemon.start()
 

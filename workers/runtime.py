@@ -6,7 +6,7 @@ import threading
 
 from application.bootstrap import WriteSide, bootstrap
 from application.clock import utc_now
-from application.recording import Ingestor
+from application.metering.ingestor import Ingestor
 from application.tokens import TokenVerifier
 from workers.broker import settings
 

@@ -18,20 +18,19 @@ from litestar.static_files import create_static_files_router
 from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
-from application.audit import AuditWriter
-from application.audit_async import AsyncAuditWriter
-from application.audit_queries import AuditReader
+from application.audit.group_commit import AsyncAuditWriter
+from application.audit.writer import AuditWriter
 from application.bootstrap import bootstrap
 from application.clock import utc_now
-from application.corrections import Corrections
-from application.database import ensure_database
-from application.positions import PositionWatcher
-from application.projector import progress_channel
-from application.recording import Ingestor
+from application.metering.corrections import Corrections
+from application.metering.ingestor import Ingestor
+from application.projecting.progress import PositionWatcher, progress_channel
+from application.serving.audit import AuditReader
+from application.serving.cache import UsageCache
+from application.serving.usage import UsageService
 from application.settings import Settings
+from application.store.database import ensure_database
 from application.tokens import TokenVerifier
-from application.usage_cache import UsageCache
-from application.usage_service import UsageService
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import BearerTokenMiddleware
 from interfaces.http.billing import BillingController

@@ -18,8 +18,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromQuery
 from litestar.response import Stream
 
+from application.serving.usage import UsageResponse
 from application.tokens import Principal
-from application.usage_service import UsageResponse
 from interfaces.http.auth import requires_role
 from interfaces.http.services import ApiServices
 from projections.usage_daily.query import InvalidUsageQuery, UsageQuery

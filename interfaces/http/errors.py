@@ -15,11 +15,15 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from application.audit import AuditUnavailable
-from application.corrections import CorrectionMismatch, InvalidCorrection, LedgerBehind
-from application.ingest import MalformedBatch, field_error
-from application.metering import ConcurrentCorrection, UsageNotFound
-from application.projector import RebuildInProgress
+from application.audit.writer import AuditUnavailable
+from application.metering.app import ConcurrentCorrection, UsageNotFound
+from application.metering.batch import MalformedBatch, field_error
+from application.metering.corrections import (
+    CorrectionMismatch,
+    InvalidCorrection,
+    LedgerBehind,
+)
+from application.projecting.rebuild import RebuildInProgress
 from domain.periods import InvalidPeriod
 from domain.tenant_settings import InvalidSettings
 from domain.usage import UsageError

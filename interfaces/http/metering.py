@@ -11,8 +11,8 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
-from application.corrections import Correction, CorrectionResult
-from application.ingest import IngestResponse, MeteringEventIn
+from application.metering.batch import IngestResponse, MeteringEventIn
+from application.metering.corrections import Correction, CorrectionResult
 from domain.audit import AuditRecord
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.bodies import decode_body

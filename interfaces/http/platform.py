@@ -17,8 +17,8 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from application.projection_failures import Failure
-from application.projector import ProjectionStatus
+from application.projecting.failures import Failure
+from application.projecting.status import ProjectionStatus
 from domain.audit import AuditRecord
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.errors import UnknownProjection

@@ -7,16 +7,16 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from application.audit import AuditWriter
-from application.audit_async import AsyncAuditWriter
-from application.audit_queries import AuditReader
+from application.audit.group_commit import AsyncAuditWriter
+from application.audit.writer import AuditWriter
 from application.bootstrap import WriteSide
-from application.corrections import Corrections
-from application.positions import PositionWatcher
-from application.recording import Ingestor
+from application.metering.corrections import Corrections
+from application.metering.ingestor import Ingestor
+from application.projecting.progress import PositionWatcher
+from application.serving.audit import AuditReader
+from application.serving.usage import UsageService
 from application.settings import Settings
 from application.tokens import TokenVerifier
-from application.usage_service import UsageService
 from interfaces.http.observability import Metrics
 
 

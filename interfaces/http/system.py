@@ -40,7 +40,7 @@ class SystemController(Controller):
         holds: ready either way, and it says `degraded`."""
         checks = {
             "postgres": await _check(
-                anyio.to_thread.run_sync(_ping_postgres, services)
+                _ping_postgres(services)
             ),
             "redis": await _check(services.redis.ping()),
         }
@@ -76,9 +76,11 @@ async def _projections_check(services: ApiServices) -> str:
     return f"stalled: {', '.join(stalled)}" if stalled else "ok"
 
 
-def _ping_postgres(services: ApiServices) -> None:
-    with services.write_side.projector.datastore.get_connection() as conn:
-        conn.execute("SELECT 1")
+async def _ping_postgres(services: ApiServices) -> None:
+    """A round trip on the API's own read pool (what requests will use)."""
+    assert services.read_pool is not None
+    async with services.read_pool.connection() as conn:
+        await conn.execute("SELECT 1")
 
 
 async def _refresh_projection_gauges(services: ApiServices) -> None:

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.sql import SQL, Identifier
 
-from application.database import ensure_database
 from application.settings import Settings
+from application.store.database import ensure_database
 from projections.usage_daily.changes import Calendar, LedgerEntry
 from projections.usage_daily.postgres import (
     DAILY,

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from application.projector import progress_channel
+from application.projecting.progress import progress_channel
 from tests.e2e.conftest import Service
 from tests.support import auth, event
 

@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from application.bootstrap import WriteSide, bootstrap, initialise_database
-from application.projection_daemon import ProjectionDaemon
+from application.projecting.daemon import ProjectionDaemon
 from application.settings import Settings
 from interfaces.http.app import create_app
 
@@ -44,7 +44,7 @@ def projecting(app: Any, client: TestClient[Any]) -> Iterator[ProjectionDaemon]:
         threading.Thread(target=projector.rebuild_requested, args=(name,)).start()
 
     daemon = ProjectionDaemon(
-        app.state.services.write_side,
+        app.state.services.write_side.projector,
         tick_seconds=1.0,
         on_rebuild_requested=rebuild_in_background,
     )

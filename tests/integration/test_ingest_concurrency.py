@@ -13,8 +13,8 @@ import psycopg
 
 from application.bootstrap import WriteSide, bootstrap
 from application.clock import utc_now
-from application.ingest import IngestResponse
-from application.recording import Ingestor
+from application.metering.batch import IngestResponse
+from application.metering.ingestor import Ingestor
 from application.settings import Settings
 from tests.support import event
 

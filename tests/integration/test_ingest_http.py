@@ -232,7 +232,7 @@ def test_idempotency_holds_across_restarts_of_the_application(
     settings: Settings, write_side: Any
 ) -> None:
     from application.clock import utc_now
-    from application.recording import Ingestor
+    from application.metering.ingestor import Ingestor
 
     first = Ingestor(
         write_side.metering, write_side.tenants, clock=utc_now, max_events=10

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from application.ingest import Candidate
+from application.metering.batch import Candidate
 from application.settings import Settings
 from domain.audit import AuditRecord
 from domain.values import UsageFacts

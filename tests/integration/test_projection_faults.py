@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from application.bootstrap import WriteSide
-from application.projector import progress_channel
+from application.projecting.progress import progress_channel
 from application.settings import Settings
 from tests.harness import harness_for
 from tests.oracle import Oracle

@@ -11,7 +11,9 @@ import psycopg
 import pytest
 
 from application.bootstrap import WriteSide, bootstrap
-from application.projector import RebuildInProgress
+from application.projecting.advancing import UpstreamRun
+from application.projecting.reading import prepare
+from application.projecting.rebuild import RebuildInProgress
 from tests.harness import Harness, harness_for
 from tests.support import event
 
@@ -85,10 +87,12 @@ def test_a_replayed_batch_is_refused_and_changes_nothing(
     projector = write_side.projector
     projection = projector.projections["billing_usage_daily"]
     tracking = projector.registry.tracking(projection, 1)
-    _, _, changes, recorded = projector._prepare(projection, write_side.metering, 0, 10)
+    rt, metering = projector.runtime, write_side.metering
+    _, _, changes, recorded = prepare(rt, projection, metering, 0, 10, 10)
+    run = UpstreamRun(rt, projection, 1, tracking, metering)
 
     with pytest.raises(IntegrityError):
-        projector._write(projection, 1, tracking, "metering", 10, changes, recorded)
+        run.write(10, changes, recorded)
 
     assert totals(write_side) == before
 

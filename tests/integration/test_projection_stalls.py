@@ -18,11 +18,13 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from application.audit import new_record
+from application.audit.writer import new_record
 from application.bootstrap import WriteSide
-from application.projection_daemon import ProjectionDaemon
-from application.projection_failures import RetryPolicy
-from application.projector import ProjectionFailed, Projector, progress_channel
+from application.projecting.daemon import ProjectionDaemon
+from application.projecting.failing import ProjectionFailed
+from application.projecting.failures import RetryPolicy
+from application.projecting.progress import progress_channel
+from application.projecting.projector import Projector
 from application.settings import Settings
 from domain.audit import AuditRecord
 from projections.audit_log.postgres import AuditLogProjection
@@ -60,8 +62,8 @@ def poison(projector: Projector, *, times: int | None = None) -> PoisonedAuditLo
     """Put the poisoned audit log first in line, retried as soon as asked."""
     poisoned = PoisonedAuditLog(times=times)
     others = {n: p for n, p in projector.projections.items() if n != AUDIT}
-    projector.projections = {AUDIT: poisoned, **others}
-    projector.retry = RetryPolicy(stall_after=3, first_delay=0)
+    projector.runtime.projections = {AUDIT: poisoned, **others}
+    projector.runtime.retry = RetryPolicy(stall_after=3, first_delay=0)
     return poisoned
 
 
@@ -207,7 +209,7 @@ def test_retries_back_off_for_every_worker(
 ) -> None:
     projector = write_side.projector
     poison(projector)
-    projector.retry = RetryPolicy(first_delay=600)
+    projector.runtime.retry = RetryPolicy(first_delay=600)
     with pytest.raises(ProjectionFailed):
         projector.advance(AUDIT)
 
@@ -261,7 +263,7 @@ def test_a_failing_projection_does_not_keep_a_rebuild_from_starting(
     projector.request_rebuild(AUDIT)
     started: list[str] = []
     daemon = ProjectionDaemon(
-        write_side, tick_seconds=1.0, on_rebuild_requested=started.append
+        write_side.projector, tick_seconds=1.0, on_rebuild_requested=started.append
     )
 
     daemon._cycle()
@@ -356,7 +358,7 @@ def test_a_rebuild_that_fails_in_the_worker_shows_in_the_platform_status(
         threading.Thread(target=run).start()
 
     daemon = ProjectionDaemon(
-        client.app.state.services.write_side,
+        client.app.state.services.write_side.projector,
         tick_seconds=1.0,
         on_rebuild_requested=rebuild_as_the_actor_does,
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from application.audit import AuditUnavailable, AuditWriter
+from application.audit.writer import AuditUnavailable, AuditWriter
 from domain.audit import AuditRecord
 from tests.unit.builders import NOW
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.ingest import MalformedBatch, decode_batch, read_events
+from application.metering.batch import MalformedBatch, decode_batch, read_events
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ZONES = [

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from application.ingest import (
+from application.metering.batch import (
     Candidate,
     MalformedBatch,
     Rejection,

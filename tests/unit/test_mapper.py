@@ -17,7 +17,7 @@ from eventsourcing.persistence import (
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from application.mapper import MsgspecMapper
+from application.store.mapper import MsgspecMapper
 from domain.audit import AuditRecord
 from domain.tenant_settings import BillingSettings, TenantBillingSettings
 from domain.usage import UsageRecord

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from application.bootstrap import WriteSide
-from application.projector import control_channel
+from application.projecting.progress import control_channel
+from application.projecting.projector import Projector
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,13 @@ class ProjectionDaemon:
 
     def __init__(
         self,
-        write_side: WriteSide,
+        projector: Projector,
         *,
         tick_seconds: float,
         on_rebuild_requested: Callable[[str], None],
     ) -> None:
-        self.write_side = write_side
-        self.settings = write_side.settings
+        self.projector = projector
+        self.settings = projector.runtime.settings
         self.tick_seconds = tick_seconds
         self.on_rebuild_requested = on_rebuild_requested
         self._stop = threading.Event()
@@ -61,8 +61,8 @@ class ProjectionDaemon:
                 self._stop.wait(2.0)
 
     def _listen_and_advance(self) -> None:
-        ws = self.write_side
-        channels = [app.events_table for app in (ws.metering, ws.tenants, ws.audit)]
+        upstreams = self.projector.runtime.upstreams.values()
+        channels = [app.events_table for app in upstreams]
         channels.append(control_channel(self.settings.db_schema))
         with psycopg.connect(self.settings.conninfo(), autocommit=True) as conn:
             for channel in channels:
@@ -79,7 +79,7 @@ class ProjectionDaemon:
     def _cycle(self) -> None:
         # Rebuild requests first: a read model that fails to advance must not
         # keep its own rebuild from being started.
-        projector = self.write_side.projector
+        projector = self.projector
         now = time.monotonic()
         for name in projector.registry.requested_rebuilds():
             if now - self._rebuilds_sent.get(name, -1e9) > self.RESEND_REBUILD_AFTER:

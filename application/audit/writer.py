@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from application.event_store import BillingApplication
+from application.store.event_store import BillingApplication
 from domain.audit import AuditRecord
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,66 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.sql import SQL, Identifier
 
+from projections.base import tracking_view
+
+if TYPE_CHECKING:
+    from application.projecting.runtime import Runtime
+
 log = logging.getLogger(__name__)
+
+
+def progress_channel(schema: str) -> str:
+    """NOTIFY channel of committed projection batches (read-your-writes waits)."""
+    return f"{schema}_projection_progress"
+
+
+def control_channel(schema: str) -> str:
+    """NOTIFY channel the workers listen to for rebuild requests."""
+    return f"{schema}_projection_control"
+
+
+class Positions:
+    """How far the live copy of a read model has got, and waiting for it (sync)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def position_of(self, name: str, upstream: str) -> int:
+        """How far the live version of `name` has processed `upstream`."""
+        rt = self.runtime
+        view = Identifier(rt.schema, tracking_view(rt.projections[name]))
+        with rt.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id FROM {} WHERE application_name = %s"
+                ).format(view),
+                (upstream,),
+            )
+            row = curs.fetchone()
+        return int(row["notification_id"]) if row else 0
+
+    def wait_for(self, name: str, upstream: str, position: int, timeout: float) -> bool:
+        """Block until `name` has processed `upstream` up to `position`, or time out.
+
+        Woken by the NOTIFY each committed batch sends, so no polling interval.
+        """
+        deadline = time.monotonic() + timeout
+        conninfo = self.runtime.settings.conninfo()
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(SQL("LISTEN {}").format(Identifier(self.runtime.channel)))
+            while self.position_of(name, upstream) < position:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                for _ in conn.notifies(timeout=remaining, stop_after=1):
+                    pass
+        return True
 
 
 class PositionWatcher:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from application.clock import Clock
-from application.ingest import IngestResponse, decode_batch, read_events
-from application.metering import MeteringApp
+from application.metering.app import MeteringApp
+from application.metering.batch import IngestResponse, decode_batch, read_events
 from application.tenants import TenantSettingsApp
 from domain.tenant_settings import BillingSettings
 

@@ -18,7 +18,7 @@ from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
-from application.audit import AuditApp, AuditUnavailable, new_record
+from application.audit.writer import AuditApp, AuditUnavailable, new_record
 from application.clock import Clock
 from domain.audit import AuditRecord
 

@@ -17,12 +17,12 @@ from uuid import UUID, uuid4
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
-from application.audit import AuditUnavailable
-from application.audit_async import AsyncAuditWriter
+from application.audit.group_commit import AsyncAuditWriter
+from application.audit.writer import AuditUnavailable
 from application.clock import Clock
-from application.positions import PositionWatcher
+from application.projecting.progress import PositionWatcher
+from application.serving.cache import UsageCache
 from application.tokens import Principal
-from application.usage_cache import UsageCache
 from domain.audit import AuditRecord
 from projections.usage_daily.query import UsageQuery
 from projections.usage_daily.reader import UsageReader, csv_copy_sql, query_params

@@ -13,8 +13,8 @@ from eventsourcing.utils import Environment, get_topic
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from application.mapper import MsgspecMapper
 from application.settings import Settings
+from application.store.mapper import MsgspecMapper
 
 _STAGING = "billing_incoming_events"
 

@@ -17,10 +17,10 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from application.audit import AuditWriter
+from application.audit.writer import AuditWriter
 from application.clock import Clock
-from application.metering import MeteringApp
-from application.projector import Projector
+from application.metering.app import MeteringApp
+from application.projecting.projector import Projector
 from domain.audit import AuditRecord
 from domain.usage import UsageRecord
 from domain.values import (

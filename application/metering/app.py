@@ -12,8 +12,14 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from application.event_store import BillingApplication, IdempotentRecorder
-from application.ingest import Candidate, EventResult, IngestResponse, Rejection, Status
+from application.metering.batch import (
+    Candidate,
+    EventResult,
+    IngestResponse,
+    Rejection,
+    Status,
+)
+from application.store.event_store import BillingApplication, IdempotentRecorder
 from domain.usage import UsageRecord
 from domain.values import UsageFacts, usage_record_id
 

@@ -15,7 +15,7 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.sql import SQL, Identifier
 
-from application.tracking import ProjectionTracking
+from application.projecting.tracking import ProjectionTracking
 from projections.base import REGISTRY, Projection, tracking_view
 
 

@@ -1,4 +1,10 @@
-"""The composition root: builds the applications and services from Settings."""
+"""The composition root: every service is built here, from Settings.
+
+HTTP (interfaces/http/app.py), the workers (workers/runtime.py), the CLI and the
+tests all call it. Two halves: `build_services` (write side, ingest,
+corrections, tokens; no event loop needed) and `open_read_side` (the async
+pools, cache and waiters the API serves from, opened inside its event loop).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
-from application.audit.group_commit import append_function_ddl
-from application.audit.writer import AuditApp
+import redis.asyncio as aioredis
+from psycopg import AsyncConnection, IsolationLevel
+from psycopg_pool import AsyncConnectionPool
+
+from application.audit.group_commit import AsyncAuditWriter, append_function_ddl
+from application.audit.writer import AuditApp, AuditWriter
+from application.clock import Clock, utc_now
 from application.metering.app import MeteringApp
+from application.metering.corrections import Corrections
+from application.metering.ingestor import Ingestor
+from application.projecting.progress import PositionWatcher, progress_channel
 from application.projecting.projector import Projector
+from application.serving.audit import AuditReader
+from application.serving.cache import UsageCache
+from application.serving.exports import ExportService
+from application.serving.usage import UsageService
 from application.settings import Settings
 from application.store.database import connect, ensure_database
+from application.store.waits import RECONNECT_GIVE_UP_SECONDS
 from application.tenants import TenantSettingsApp
+from application.tokens import TokenVerifier
 from projections.audit_log.postgres import AuditLogProjection
 from projections.base import Projection
 from projections.usage_daily.ledger import LedgerReader
 from projections.usage_daily.postgres import UsageDailyProjection
+from projections.usage_daily.reader import UsageReader
 from projections.usage_exports.postgres import UsageExportsProjection
 
 PROJECTIONS: dict[str, Projection] = {
@@ -82,3 +104,140 @@ def _schema_lock(settings: Settings) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+
+@dataclass(frozen=True)
+class Services:
+    """What every entry point shares: the write side and the services over it."""
+
+    settings: Settings
+    write_side: WriteSide
+    audit: AuditWriter
+    ingestor: Ingestor
+    corrections: Corrections
+    verifier: TokenVerifier
+    clock: Clock
+
+    def close(self) -> None:
+        self.audit.close()
+        self.write_side.close()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    write_side: WriteSide | None = None,
+    clock: Clock = utc_now,
+) -> Services:
+    """Build the services (and the write side, with its tables, unless given)."""
+    if write_side is None:
+        ensure_database(settings)
+        write_side = bootstrap(settings, create_tables=True)
+    audit = AuditWriter(write_side.audit, clock=clock)
+    return Services(
+        settings=settings,
+        write_side=write_side,
+        audit=audit,
+        ingestor=Ingestor(
+            write_side.metering,
+            write_side.tenants,
+            clock=clock,
+            max_events=settings.max_batch_events,
+        ),
+        corrections=Corrections(
+            write_side.metering,
+            write_side.ledger,
+            write_side.projector,
+            audit,
+            clock=clock,
+        ),
+        verifier=TokenVerifier(settings),
+        clock=clock,
+    )
+
+
+@dataclass(frozen=True)
+class ReadSide:
+    """What the API serves reads from, opened inside its event loop."""
+
+    read_pool: AsyncConnectionPool[Any]
+    write_pool: AsyncConnectionPool[Any]
+    redis: aioredis.Redis
+    watcher: PositionWatcher
+    async_audit: AsyncAuditWriter
+    usage: UsageService
+    exports: ExportService
+    audit_reader: AuditReader
+
+    async def close(self) -> None:
+        await self.watcher.stop()
+        for pool in (self.read_pool, self.write_pool):
+            await pool.close()
+        await self.redis.aclose()
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """Short timeouts: without Redis the API answers uncached, never slowly."""
+    return aioredis.Redis.from_url(
+        settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+    )
+
+
+async def open_read_side(services: Services) -> ReadSide:
+    """Pools, cache, audit group commit and position watcher, then the services."""
+    settings, clock = services.settings, services.clock
+    # No per-checkout ping: a connection broken by a database restart fails
+    # its request (503) and the pool replaces it.
+    read_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.conninfo(application_name="billing-api-read", statement_timeout=True),
+        min_size=1,
+        max_size=settings.db_pool_size,
+        open=False,
+        configure=_read_only_snapshots,
+        timeout=settings.db_pool_timeout_seconds,  # bounded waits (store/waits.py)
+        reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
+    )
+    write_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.conninfo(application_name="billing-api-audit", statement_timeout=True),
+        min_size=1,
+        max_size=2,
+        open=False,
+        timeout=settings.db_pool_timeout_seconds,  # bounded waits (store/waits.py)
+        reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
+    )
+    await read_pool.open(wait=True, timeout=10)
+    await write_pool.open(wait=True, timeout=10)
+    watcher = PositionWatcher(settings.conninfo(), progress_channel(settings.db_schema))
+    await watcher.start()
+    redis = redis_client(settings)
+    async_audit = AsyncAuditWriter(services.write_side.audit, write_pool, clock)
+    cache = UsageCache(
+        redis, settings.redis_namespace, local_bytes=settings.local_cache_bytes
+    )
+    usage = UsageService(
+        read_pool,
+        UsageReader(services.write_side.metering.events_table),
+        cache,
+        async_audit,
+        watcher,
+        clock=clock,
+        max_wait_seconds=settings.max_read_wait_seconds,
+    )
+    return ReadSide(
+        read_pool,
+        write_pool,
+        redis,
+        watcher,
+        async_audit,
+        usage,
+        ExportService(usage, settings.export_dir),
+        AuditReader(read_pool),
+    )
+
+
+async def _read_only_snapshots(conn: AsyncConnection[Any]) -> None:
+    """Single statements run on their own (no BEGIN/COMMIT round trips); explicit
+    transactions are REPEATABLE READ and read only."""
+    await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+    await conn.set_read_only(True)
+    await conn.set_autocommit(True)

@@ -12,8 +12,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from application.audit.writer import AuditWriter
-from application.bootstrap import WriteSide
+from application.bootstrap import WriteSide, build_services
 from application.clock import SetClock
 from application.metering.batch import IngestResponse
 from application.metering.corrections import AmendEvent, Corrections, VoidEvent
@@ -81,21 +80,8 @@ class Harness:
 @contextmanager
 def harness_for(write_side: WriteSide, start: datetime) -> Iterator[Harness]:
     clock = SetClock(start)
-    audit = AuditWriter(write_side.audit, clock=clock)
+    services = build_services(write_side.settings, write_side=write_side, clock=clock)
     try:
-        yield Harness(
-            write_side,
-            clock,
-            Ingestor(
-                write_side.metering, write_side.tenants, clock=clock, max_events=10_000
-            ),
-            Corrections(
-                write_side.metering,
-                write_side.ledger,
-                write_side.projector,
-                audit,
-                clock=clock,
-            ),
-        )
+        yield Harness(write_side, clock, services.ingestor, services.corrections)
     finally:
-        audit.close()
+        services.audit.close()

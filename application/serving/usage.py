@@ -1,18 +1,13 @@
-"""Serving usage to billing admins: views and CSV exports, each audited first.
+"""Serving usage views to billing admins: wait, cache, audit, envelope.
 
-An answer is only returned once its UsageViewed/UsageExported record is durable;
-if the audit write fails, the request fails and nothing is served.
+An answer is only returned once its UsageViewed record is durable; if the
+audit write fails, the request fails and nothing is served.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
 
 import msgspec
 from psycopg_pool import AsyncConnectionPool
@@ -25,7 +20,7 @@ from application.serving.cache import UsageCache
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.usage_daily.query import UsageQuery
-from projections.usage_daily.reader import UsageReader, csv_copy_sql, query_params
+from projections.usage_daily.reader import UsageReader
 from projections.usage_daily.rows import PeriodOut, Snapshot, UsageData, UsageTotal
 
 
@@ -53,16 +48,6 @@ class _Envelope(msgspec.Struct):
     late_adjustments: msgspec.Raw
 
 
-@dataclass(frozen=True, slots=True)
-class ExportedFile:
-    export_id: UUID
-    file_key: str
-    path: Path
-    sha256: str
-    row_count: int
-    filename: str
-
-
 class UsageService:
     """Views and exports of one tenant's usage."""
 
@@ -75,7 +60,6 @@ class UsageService:
         watcher: PositionWatcher,
         *,
         clock: Clock,
-        export_dir: Path,
         max_wait_seconds: float,
     ) -> None:
         self.pool = pool
@@ -84,7 +68,6 @@ class UsageService:
         self.audit = audit
         self.watcher = watcher
         self.clock = clock
-        self.export_dir = export_dir
         self.max_wait_seconds = max_wait_seconds
         self._encoder = msgspec.json.Encoder()
 
@@ -97,7 +80,7 @@ class UsageService:
         request_id: str,
     ) -> tuple[bytes, bool]:
         """The encoded answer, and whether it came from the cache."""
-        await self._wait_for(min_position)
+        await self.wait_for(min_position)
         now = self.clock()
         async with self.pool.connection() as conn:
             # One statement (its own snapshot) says where the read model is; a
@@ -122,73 +105,8 @@ class UsageService:
         await self._audit_view(principal, query, snapshot, row_count, request_id)
         return self._envelope(query, snapshot, parts), cached is not None
 
-    async def export(
-        self,
-        principal: Principal,
-        query: UsageQuery,
-        *,
-        min_position: int | None,
-        request_id: str,
-    ) -> ExportedFile:
-        """Write the CSV to the export store, audit it, and say where it is."""
-        await self._wait_for(min_position)
-        export_id = uuid4()
-        file_key = f"{principal.tenant_id}/{export_id}.csv"
-        path = self.export_dir / file_key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        async with self.pool.connection() as conn, conn.transaction():
-            snapshot = await self.reader.snapshot(conn, query, self.clock())
-            digest, row_count = await self._write_csv(conn, query, snapshot, partial)
-            totals = await self.reader.totals(conn, query, snapshot)
-        os.replace(partial, path)
-        try:
-            await self.audit.write(
-                AuditRecord.UsageExported,
-                tenant_id=principal.tenant_id,
-                actor_id=principal.subject,
-                request_id=request_id,
-                export_id=export_id,
-                period=_period_fields(snapshot),
-                filters=_filters(query),
-                position=snapshot.position,
-                file_key=file_key,
-                row_count=row_count,
-                totals=[msgspec.to_builtins(t) for t in totals],
-                sha256=digest,
-            )
-        except Exception as e:
-            path.unlink(missing_ok=True)  # never keep an unaudited export
-            raise AuditUnavailable(
-                f"export not served: audit record not written ({e})"
-            ) from e
-        filename = f"usage-{principal.tenant_id}-{snapshot.period.label}.csv"
-        return ExportedFile(export_id, file_key, path, digest, row_count, filename)
-
-    async def _write_csv(
-        self, conn: Any, query: UsageQuery, snapshot: Snapshot, path: Path
-    ) -> tuple[str, int]:
-        """COPY the rows out as CSV into `path`; returns (sha256, row count).
-
-        Cells are ids, slugs, dates and numbers (validated at ingest), never a
-        line break, so turning COPY's LF line ends into CRLF is exact.
-        """
-        digest = hashlib.sha256()
-        cursor = conn.cursor()
-        with path.open("wb") as out:
-            statement = csv_copy_sql(query)
-            async with cursor.copy(
-                statement, query_params(query, snapshot.period)
-            ) as copy:
-                async for data in copy:
-                    chunk = bytes(data).replace(b"\n", b"\r\n")
-                    out.write(chunk)
-                    digest.update(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        return digest.hexdigest(), max(cursor.rowcount, 0)
-
-    async def _wait_for(self, min_position: int | None) -> None:
+    async def wait_for(self, min_position: int | None) -> None:
+        """Wait briefly until the read model reaches `min_position` (if given)."""
         if min_position:
             await self.watcher.wait_until(
                 self._live_position, min_position, self.max_wait_seconds
@@ -248,8 +166,8 @@ class UsageService:
                 tenant_id=principal.tenant_id,
                 actor_id=principal.subject,
                 request_id=request_id,
-                period=_period_fields(snapshot),
-                filters=_filters(query),
+                period=period_fields(snapshot),
+                filters=filters_of(query),
                 position=snapshot.position,
                 row_count=row_count,
             )
@@ -259,7 +177,7 @@ class UsageService:
             ) from e
 
 
-def _period_fields(snapshot: Snapshot) -> dict[str, Any]:
+def period_fields(snapshot: Snapshot) -> dict[str, Any]:
     p = snapshot.period
     return {
         "label": p.label,
@@ -269,7 +187,7 @@ def _period_fields(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def _filters(query: UsageQuery) -> dict[str, Any]:
+def filters_of(query: UsageQuery) -> dict[str, Any]:
     return {
         "workspace_id": query.workspace_id,
         "product_area": query.product_area,

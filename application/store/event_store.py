@@ -7,19 +7,34 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import InfrastructureFactory, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment, get_topic
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from application.settings import Settings
 from application.store.mapper import MsgspecMapper
+from application.store.waits import bound_pool, retry_within_pool_wait
 
 _STAGING = "billing_incoming_events"
 
 
-class IdempotentRecorder(PostgresApplicationRecorder):
+class BillingRecorder(PostgresApplicationRecorder):
+    """eventsourcing's recorder, whose retries never outlast the pool wait (so a
+    request fails in seconds while PostgreSQL is unreachable, not minutes)."""
+
+    insert_events = retry_within_pool_wait(PostgresApplicationRecorder.insert_events)
+    select_events = retry_within_pool_wait(PostgresApplicationRecorder.select_events)
+    select_notifications = retry_within_pool_wait(
+        PostgresApplicationRecorder.select_notifications
+    )
+    max_notification_id = retry_within_pool_wait(
+        PostgresApplicationRecorder.max_notification_id
+    )
+
+
+class IdempotentRecorder(BillingRecorder):
     """An application recorder that can append "first events only if new".
 
     Checking and inserting under eventsourcing's table lock makes "is this id
@@ -115,7 +130,7 @@ class IdempotentRecorder(PostgresApplicationRecorder):
 class BillingApplication(Application[UUID]):
     """An eventsourcing application configured only from our Settings."""
 
-    recorder_class: ClassVar[type[PostgresApplicationRecorder] | None] = None
+    recorder_class: ClassVar[type[PostgresApplicationRecorder] | None] = BillingRecorder
 
     def __init__(self, settings: Settings, *, create_table: bool = False) -> None:
         env = settings.eventsourcing_env(create_table=create_table)
@@ -129,6 +144,13 @@ class BillingApplication(Application[UUID]):
         # Unlike the default, ignore os.environ: Settings is the one source of
         # configuration, so a stray POSTGRES_* variable cannot redirect a store.
         return Environment(name, dict(env or {}))
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        # Bound the pool's waits (connect, checkout, reconnect) before it opens.
+        factory = super().construct_factory(env)
+        if isinstance(factory, PostgresFactory):
+            bound_pool(factory.datastore.pool, self.settings)
+        return factory
 
     @property
     def events_table(self) -> str:

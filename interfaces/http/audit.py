@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,24 +11,13 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
+from application.serving.audit import AuditReader
+from application.settings import Settings
 from application.tokens import Principal
-from domain.values import InvalidValue, as_utc
 from interfaces.http.auth import requires_role
-from interfaces.http.billing import file_chunks, parse_limit, parse_position
-from interfaces.http.services import ApiServices
-from projections.audit_log.reader import AuditEventOut, AuditQuery, InvalidAuditQuery
-
-
-def parse_since(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except (ValueError, InvalidValue):
-        raise InvalidAuditQuery(
-            "since: must be an ISO 8601 time with a UTC offset,"
-            " e.g. 2026-11-01T00:00:00Z"
-        ) from None
+from interfaces.http.billing import file_chunks
+from interfaces.http.params import parse_limit, parse_position, parse_since
+from projections.audit_log.reader import AuditEventOut, AuditQuery
 
 
 class AuditController(Controller):
@@ -41,14 +29,14 @@ class AuditController(Controller):
     async def list_events(  # noqa: PLR0913
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
+        audit_reader: NamedDependency[AuditReader],
         type: FromQuery[str | None] = None,
         since: FromQuery[str | None] = None,
         after: FromQuery[str | None] = None,
         limit: FromQuery[str | None] = None,
     ) -> list[AuditEventOut]:
         """`type` filters (e.g. UsageViewed); page with `after`=<last position>."""
-        return await services.audit_reader.list_events(
+        return await audit_reader.list_events(
             AuditQuery(
                 request.user.tenant_id,
                 event_type=type or None,
@@ -67,12 +55,11 @@ class AuditController(Controller):
         self,
         request: Request[Principal, Any, Any],
         export_id: FromPath[UUID],
-        services: NamedDependency[ApiServices],
+        audit_reader: NamedDependency[AuditReader],
+        settings: NamedDependency[Settings],
     ) -> Stream:
-        record = await services.audit_reader.get_export(
-            request.user.tenant_id, export_id
-        )
-        path = services.settings.export_dir / record["file_key"] if record else None
+        record = await audit_reader.get_export(request.user.tenant_id, export_id)
+        path = settings.export_dir / record["file_key"] if record else None
         if record is None or path is None or not path.is_file():
             raise NotFoundException(f"export {export_id} not found")
         return Stream(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import ASGIApp
 
 from application.tokens import InvalidToken, Principal, TokenVerifier
 from domain.audit import AuditRecord
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
     """Authenticates every route not marked `exclude_from_auth`."""
 
+    def __init__(self, app: ASGIApp, *, verifier: TokenVerifier, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.verifier = verifier
+
     async def authenticate_request(
         self, connection: ASGIConnection
     ) -> AuthenticationResult:  # type: ignore[type-arg]
@@ -33,9 +39,8 @@ class BearerTokenMiddleware(AbstractAuthenticationMiddleware):
             raise NotAuthorizedException(
                 "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
-        verifier: TokenVerifier = connection.app.state.verifier
         try:
-            principal = verifier.verify(token.strip())
+            principal = self.verifier.verify(token.strip())
         except InvalidToken as e:
             raise NotAuthorizedException(
                 str(e), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -65,7 +70,8 @@ async def _audit_denial(
     principal: Principal,
     role: str,
 ) -> None:
-    writer = connection.app.state.services.async_audit
+    # Guards take no dependencies: the read side the lifespan opened, read once.
+    writer = connection.app.state.read_side.async_audit
     try:
         await writer.write(
             AuditRecord.AccessDenied,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -12,19 +12,20 @@ import anyio
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromQuery
 from litestar.response import Stream
 
-from application.serving.usage import UsageResponse
+from application.serving.audit import AuditReader
+from application.serving.exports import ExportService
+from application.serving.usage import UsageResponse, UsageService
 from application.tokens import Principal
 from interfaces.http.auth import requires_role
-from interfaces.http.services import ApiServices
-from projections.usage_daily.query import InvalidUsageQuery, UsageQuery
-
-_DIGITS = re.compile(r"[0-9]{1,18}")  # not isdigit(), which accepts "²" too
+from interfaces.http.observability import Metrics
+from interfaces.http.params import parse_limit, parse_position, request_id
+from projections.usage_daily.query import UsageQuery
 
 
 async def requires_enabled_tenant(
@@ -36,24 +37,31 @@ async def requires_enabled_tenant(
         raise NotFoundException("billing usage is not enabled for this tenant")
 
 
-def parse_position(value: str | None, field: str = "min_position") -> int | None:
-    if value is None or value == "":
-        return None
-    if _DIGITS.fullmatch(value) is None:
-        raise InvalidUsageQuery(f"{field}: must be a non-negative integer")
-    return int(value)
+@dataclass(frozen=True, slots=True)
+class UsageAsked:
+    """What a usage view or export asks: the query, and how fresh it must be."""
+
+    query: UsageQuery
+    min_position: int | None
 
 
-def parse_limit(value: str | None, *, default: int = 50, maximum: int = 500) -> int:
-    if value is None or value == "":
-        return default
-    if _DIGITS.fullmatch(value) is None or not 1 <= int(value) <= maximum:
-        raise InvalidUsageQuery(f"limit: must be an integer from 1 to {maximum}")
-    return int(value)
-
-
-def request_id(request: Request[Any, Any, Any]) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
+async def provide_usage_asked(  # noqa: PLR0913 - one argument per query parameter
+    request: Request[Principal, Any, Any],
+    period: FromQuery[str | None] = None,
+    workspace_id: FromQuery[str | None] = None,
+    product_area: FromQuery[str | None] = None,
+    group_by: FromQuery[str | None] = None,
+    min_position: FromQuery[str | None] = None,
+) -> UsageAsked:
+    """The five usage query parameters, read once for the view and the export."""
+    query = UsageQuery.parse(
+        request.user.tenant_id,
+        period=period,
+        workspace_id=workspace_id,
+        product_area=product_area,
+        group_by=group_by,
+    )
+    return UsageAsked(query, parse_position(min_position))
 
 
 class ExportOut(msgspec.Struct):
@@ -74,36 +82,27 @@ class BillingController(Controller):
     path = "/api/billing"
     tags = ["billing"]
     guards = [requires_role("admin"), requires_enabled_tenant]
+    dependencies = {"asked": Provide(provide_usage_asked)}
 
     @get("/usage", summary="Daily usage of a billing period, with totals")
-    async def get_usage(  # noqa: PLR0913 - one argument per query parameter
+    async def get_usage(
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
-        period: FromQuery[str | None] = None,
-        workspace_id: FromQuery[str | None] = None,
-        product_area: FromQuery[str | None] = None,
-        group_by: FromQuery[str | None] = None,
-        min_position: FromQuery[str | None] = None,
+        usage: NamedDependency[UsageService],
+        metrics: NamedDependency[Metrics],
+        asked: NamedDependency[UsageAsked],
     ) -> Response[UsageResponse]:
         """`period` is current, previous or YYYY-MM (the month a period starts in,
         tenant calendar). `group_by` is any of day, product_area, workspace (comma
         separated; all three by default). `min_position` waits briefly for the
         read model to reach an ingest response's position."""
-        query = UsageQuery.parse(
-            request.user.tenant_id,
-            period=period,
-            workspace_id=workspace_id,
-            product_area=product_area,
-            group_by=group_by,
-        )
-        body, hit = await services.usage.view(
+        body, hit = await usage.view(
             request.user,
-            query,
-            min_position=parse_position(min_position),
+            asked.query,
+            min_position=asked.min_position,
             request_id=request_id(request),
         )
-        services.metrics.cache.labels("hit" if hit else "miss").inc()
+        metrics.cache.labels("hit" if hit else "miss").inc()
         return Response(
             body,  # type: ignore[arg-type] # pre-encoded UsageResponse
             media_type="application/json",
@@ -115,29 +114,18 @@ class BillingController(Controller):
         summary="The same usage as CSV (streamed; totals equal the API's)",
         media_type="text/csv",
     )
-    async def export_usage(  # noqa: PLR0913
+    async def export_usage(
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
-        period: FromQuery[str | None] = None,
-        workspace_id: FromQuery[str | None] = None,
-        product_area: FromQuery[str | None] = None,
-        group_by: FromQuery[str | None] = None,
-        min_position: FromQuery[str | None] = None,
+        exports: NamedDependency[ExportService],
+        asked: NamedDependency[UsageAsked],
     ) -> Stream:
         """Columns: workspace_id, product_area, usage_date, unit, quantity,
         source_event_count. The bytes are kept under X-Export-File-Key."""
-        query = UsageQuery.parse(
-            request.user.tenant_id,
-            period=period,
-            workspace_id=workspace_id,
-            product_area=product_area,
-            group_by=group_by,
-        )
-        exported = await services.usage.export(
+        exported = await exports.export(
             request.user,
-            query,
-            min_position=parse_position(min_position),
+            asked.query,
+            min_position=asked.min_position,
             request_id=request_id(request),
         )
         return Stream(
@@ -156,10 +144,10 @@ class BillingController(Controller):
     async def list_exports(
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
+        audit_reader: NamedDependency[AuditReader],
         limit: FromQuery[str | None] = None,
     ) -> list[ExportOut]:
-        rows = await services.audit_reader.list_exports(
+        rows = await audit_reader.list_exports(
             request.user.tenant_id, parse_limit(limit)
         )
         return [ExportOut(**r) for r in rows]

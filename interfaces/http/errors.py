@@ -27,6 +27,7 @@ from application.projecting.rebuild import RebuildInProgress
 from domain.periods import InvalidPeriod
 from domain.tenant_settings import InvalidSettings
 from domain.usage import UsageError
+from interfaces.http.params import InvalidParameter
 from projections.audit_log.reader import InvalidAuditQuery
 from projections.usage_daily.query import InvalidUsageQuery
 
@@ -118,6 +119,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     InvalidPeriod: bad_request,
     InvalidUsageQuery: bad_request,
     InvalidAuditQuery: bad_request,
+    InvalidParameter: bad_request,
     UsageNotFound: not_found,
     UnknownProjection: not_found,
     UsageError: conflict,

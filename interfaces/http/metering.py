@@ -11,12 +11,15 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
+from application.audit.writer import AuditWriter
 from application.metering.batch import IngestResponse, MeteringEventIn
-from application.metering.corrections import Correction, CorrectionResult
+from application.metering.corrections import Correction, CorrectionResult, Corrections
+from application.metering.ingestor import Ingestor
 from domain.audit import AuditRecord
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.bodies import decode_body
-from interfaces.http.services import ApiServices
+from interfaces.http.observability import Metrics
+from interfaces.http.params import request_id
 
 _correction_decoder = msgspec.json.Decoder(Correction)
 
@@ -33,12 +36,8 @@ def _documents_correction_body(data: JSONBody[Correction]) -> None:
     """Never called: documents the corrections body (parsed by the handler)."""
 
 
-def _request_id(request: Request[Any, Any, Any]) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
-
-
-def _count(services: ApiServices, response: IngestResponse, path: str) -> None:
-    counter = services.metrics.ingested
+def _count(metrics: Metrics, response: IngestResponse, path: str) -> None:
+    counter = metrics.ingested
     for result, n in (
         ("accepted", response.accepted),
         ("duplicate", response.duplicates),
@@ -63,7 +62,8 @@ class MeteringController(Controller):
     async def record_events(
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
+        ingestor: NamedDependency[Ingestor],
+        metrics: NamedDependency[Metrics],
     ) -> IngestResponse:
         """Each event is accepted, a duplicate, a conflict or rejected (with why).
 
@@ -73,9 +73,9 @@ class MeteringController(Controller):
         body = await request.body()
         tenant = request.user.tenant_id
         response = await anyio.to_thread.run_sync(
-            partial(services.ingestor.ingest, tenant, body)
+            partial(ingestor.ingest, tenant, body)
         )
-        _count(services, response, "http")
+        _count(metrics, response, "http")
         return response
 
     @post(
@@ -88,21 +88,23 @@ class MeteringController(Controller):
     async def backfill_events(
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
+        ingestor: NamedDependency[Ingestor],
+        audit_writer: NamedDependency[AuditWriter],
+        metrics: NamedDependency[Metrics],
     ) -> IngestResponse:
         """Same body and answer as /events; only ops may load old history."""
         body = await request.body()
         principal = request.user
         response = await anyio.to_thread.run_sync(
-            partial(services.ingestor.ingest, principal.tenant_id, body, backfill=True)
+            partial(ingestor.ingest, principal.tenant_id, body, backfill=True)
         )
         await anyio.to_thread.run_sync(
             partial(
-                services.audit.write,
+                audit_writer.write,
                 AuditRecord.BackfillRecorded,
                 tenant_id=principal.tenant_id,
                 actor_id=principal.subject,
-                request_id=_request_id(request),
+                request_id=request_id(request),
                 accepted=response.accepted,
                 duplicates=response.duplicates,
                 conflicts=response.conflicts,
@@ -110,7 +112,7 @@ class MeteringController(Controller):
                 position=response.position,
             )
         )
-        _count(services, response, "backfill")
+        _count(metrics, response, "backfill")
         return response
 
     @post(
@@ -125,17 +127,17 @@ class MeteringController(Controller):
     async def apply_correction(
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
+        corrections: NamedDependency[Corrections],
     ) -> CorrectionResult:
         """A correction adds events to the history; the original stays."""
         correction = decode_body(_correction_decoder.decode, await request.body())
         principal = request.user
         return await anyio.to_thread.run_sync(
             partial(
-                services.corrections.apply,
+                corrections.apply,
                 principal.tenant_id,
                 principal.subject,
-                _request_id(request),
+                request_id(request),
                 correction,
             )
         )

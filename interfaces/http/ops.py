@@ -16,9 +16,11 @@ from litestar import Controller, Request, get, patch
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from application.clock import Clock
+from application.projecting.projector import Projector
+from application.tenants import TenantSettingsApp
 from domain.tenant_settings import BillingSettings
 from interfaces.http.auth import Principal, requires_role
-from interfaces.http.services import ApiServices
 
 
 class FreshnessOut(msgspec.Struct):
@@ -64,21 +66,19 @@ class OpsController(Controller):
 
     @get("/freshness", summary="Whether each read model is up to date, and to when")
     async def freshness(
-        self, services: NamedDependency[ApiServices]
+        self, projector: NamedDependency[Projector]
     ) -> list[FreshnessOut]:
-        statuses = await anyio.to_thread.run_sync(services.write_side.projector.status)
+        statuses = await anyio.to_thread.run_sync(projector.status)
         return [FreshnessOut(s.name, s.state, s.data_through) for s in statuses]
 
     @get("/settings", summary="The tenant's billing settings")
     async def get_settings(
         self,
         request: Request[Principal, Any, Any],
-        services: NamedDependency[ApiServices],
+        tenants: NamedDependency[TenantSettingsApp],
     ) -> SettingsOut:
         tenant = request.user.tenant_id
-        settings = await anyio.to_thread.run_sync(
-            services.write_side.tenants.get_settings, tenant
-        )
+        settings = await anyio.to_thread.run_sync(tenants.get_settings, tenant)
         return _settings_out(tenant, settings)
 
     @patch("/settings", summary="Change the tenant's billing settings")
@@ -86,11 +86,11 @@ class OpsController(Controller):
         self,
         request: Request[Principal, Any, Any],
         data: JSONBody[SettingsChange],
-        services: NamedDependency[ApiServices],
+        tenants: NamedDependency[TenantSettingsApp],
+        clock: NamedDependency[Clock],
     ) -> SettingsOut:
         """Read models re-bucket the tenant's usage in its new calendar."""
         principal = request.user
-        tenants = services.write_side.tenants
         current = await anyio.to_thread.run_sync(
             tenants.get_settings, principal.tenant_id
         )
@@ -104,7 +104,7 @@ class OpsController(Controller):
                 principal.tenant_id,
                 wanted,
                 actor_id=principal.subject,
-                now=services.ingestor.clock(),
+                now=clock(),
             )
         )
         out = _settings_out(principal.tenant_id, wanted)

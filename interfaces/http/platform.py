@@ -17,12 +17,14 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from application.audit.writer import AuditWriter
 from application.projecting.failures import Failure
+from application.projecting.projector import Projector
 from application.projecting.status import ProjectionStatus
 from domain.audit import AuditRecord
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.errors import UnknownProjection
-from interfaces.http.services import ApiServices
+from interfaces.http.params import request_id
 
 
 class UpstreamOut(msgspec.Struct):
@@ -137,9 +139,9 @@ class PlatformController(Controller):
         summary="State, positions, heads, lag and failures of every read model",
     )
     async def list_projections(
-        self, services: NamedDependency[ApiServices]
+        self, projector: NamedDependency[Projector]
     ) -> list[ProjectionOut]:
-        statuses = await anyio.to_thread.run_sync(services.write_side.projector.status)
+        statuses = await anyio.to_thread.run_sync(projector.status)
         return [projection_out(s) for s in statuses]
 
     @post(
@@ -151,21 +153,21 @@ class PlatformController(Controller):
         self,
         request: Request[Principal, Any, Any],
         name: FromPath[str],
-        services: NamedDependency[ApiServices],
+        projector: NamedDependency[Projector],
+        audit_writer: NamedDependency[AuditWriter],
     ) -> RebuildRequested:
         """The live copy keeps answering until the rebuilt one replaces it."""
-        projector = services.write_side.projector
         if name not in projector.projections:
             raise UnknownProjection(f"name: no read model called {name!r}")
         await anyio.to_thread.run_sync(projector.request_rebuild, name)
         principal = request.user
         await anyio.to_thread.run_sync(
             partial(
-                services.audit.write,
+                audit_writer.write,
                 AuditRecord.ProjectionRebuildRequested,
                 tenant_id=principal.tenant_id,
                 actor_id=principal.subject,
-                request_id=str(request.scope.get("state", {}).get("request_id", "")),
+                request_id=request_id(request),
                 projection=name,
             )
         )

@@ -12,7 +12,10 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from interfaces.http.services import ApiServices
+from application.bootstrap import ReadSide
+from application.projecting.projector import Projector
+from application.settings import Settings
+from interfaces.http.observability import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +37,35 @@ class SystemController(Controller):
         "/readyz",
         summary="Readiness: PostgreSQL (required), Redis (cache), read models",
     )
-    async def readyz(self, services: NamedDependency[ApiServices]) -> Response[Health]:
+    async def readyz(
+        self,
+        read_side: NamedDependency[ReadSide],
+        projector: NamedDependency[Projector],
+    ) -> Response[Health]:
         """503 without PostgreSQL. Without Redis the API still answers correctly
         (uncached), and with a stalled read model it still serves what that one
         holds: ready either way, and it says `degraded`."""
         checks = {
-            "postgres": await _check(
-                _ping_postgres(services)
-            ),
-            "redis": await _check(services.redis.ping()),
+            "postgres": await _check(_ping_postgres(read_side)),
+            "redis": await _check(read_side.redis.ping()),
         }
         if checks["postgres"] != "ok":
             return Response(Health("unavailable", checks), status_code=503)
-        checks["projections"] = await _projections_check(services)
+        checks["projections"] = await _projections_check(projector)
         ok = all(check == "ok" for check in checks.values())
         return Response(Health("ok" if ok else "degraded", checks), status_code=200)
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
-    async def metrics(self, services: NamedDependency[ApiServices]) -> Response[bytes]:
-        await _refresh_projection_gauges(services)
-        body = services.metrics.exposition()
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+    async def metrics(
+        self,
+        metrics: NamedDependency[Metrics],
+        projector: NamedDependency[Projector],
+        read_side: NamedDependency[ReadSide],
+        settings: NamedDependency[Settings],
+    ) -> Response[bytes]:
+        await _refresh_projection_gauges(metrics, projector)
+        await _refresh_queue_depths(metrics, read_side, settings.redis_namespace)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _check(awaitable: Any) -> str:
@@ -65,28 +76,26 @@ async def _check(awaitable: Any) -> str:
     return "ok"
 
 
-async def _projections_check(services: ApiServices) -> str:
+async def _projections_check(projector: Projector) -> str:
     """`ok`, or the stalled read models (why: GET /api/platform/projections)."""
     try:
         stalled = await asyncio.wait_for(
-            anyio.to_thread.run_sync(services.write_side.projector.stalled), 2.0
+            anyio.to_thread.run_sync(projector.stalled), 2.0
         )
     except Exception as e:  # noqa: BLE001 - unknown is not ok
         return f"unavailable: {type(e).__name__}"
     return f"stalled: {', '.join(stalled)}" if stalled else "ok"
 
 
-async def _ping_postgres(services: ApiServices) -> None:
+async def _ping_postgres(read_side: ReadSide) -> None:
     """A round trip on the API's own read pool (what requests will use)."""
-    assert services.read_pool is not None
-    async with services.read_pool.connection() as conn:
+    async with read_side.read_pool.connection() as conn:
         await conn.execute("SELECT 1")
 
 
-async def _refresh_projection_gauges(services: ApiServices) -> None:
-    m = services.metrics
+async def _refresh_projection_gauges(m: Metrics, projector: Projector) -> None:
     try:
-        statuses = await anyio.to_thread.run_sync(services.write_side.projector.status)
+        statuses = await anyio.to_thread.run_sync(projector.status)
     except Exception as e:  # noqa: BLE001 - metrics must answer even when the DB is down
         log.warning("projection status unavailable for metrics: %s", type(e).__name__)
         return
@@ -100,10 +109,14 @@ async def _refresh_projection_gauges(services: ApiServices) -> None:
             m.projection_head.labels(*labels).set(u.head)
             m.projection_lag_events.labels(*labels).set(u.lag_events)
             m.projection_lag_seconds.labels(*labels).set(u.lag_seconds)
-    redis = services.redis
+
+
+async def _refresh_queue_depths(
+    m: Metrics, read_side: ReadSide, namespace: str
+) -> None:
     for queue in ("ingest", "projections"):
         try:
-            depth = await redis.llen(f"{services.settings.redis_namespace}:{queue}")
+            depth = await read_side.redis.llen(f"{namespace}:{queue}")
         except Exception:  # noqa: BLE001, S112 - Redis down: leave the gauge as it was
             continue
         m.queue_depth.labels(queue).set(depth)

@@ -4,10 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint unit integration e2e bench services clean
+.PHONY: help install demo test lint unit integration e2e bench bench-smoke services clean
 
 help: ## List the everyday commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/billing: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ integration: install services ## Integration tests (PostgreSQL, Redis)
 
 e2e: install services ## End-to-end tests against `billing serve` and `billing worker`
 	$(BIN)/pytest tests/e2e
+
+bench-smoke: install services ## Each benchmark in its quick mode (CI runs it after test)
+	$(BIN)/pytest -m bench tests/e2e/test_bench_smoke.py
 
 bench: install services ## Run the benchmarks (prints figures; minutes)
 	$(BIN)/python bench/ingest.py

@@ -32,7 +32,7 @@ from application.serving.exports import ExportService
 from application.serving.usage import UsageService
 from application.settings import Settings
 from application.store.database import connect, ensure_database
-from application.store.waits import RECONNECT_GIVE_UP_SECONDS
+from application.store.waits import RECONNECT_GIVE_UP_SECONDS, bound_pool
 from application.tenants import TenantSettingsApp
 from application.tokens import TokenVerifier
 from projections.audit_log.postgres import AuditLogProjection
@@ -147,7 +147,7 @@ def build_services(
         corrections=Corrections(
             write_side.metering,
             write_side.ledger,
-            write_side.projector,
+            write_side.projector.wait_for,
             audit,
             clock=clock,
         ),
@@ -186,6 +186,9 @@ def redis_client(settings: Settings) -> aioredis.Redis:
 async def open_read_side(services: Services) -> ReadSide:
     """Pools, cache, audit group commit and position watcher, then the services."""
     settings, clock = services.settings, services.clock
+    # Requests (status, freshness, rebuild requests) wait no longer on the
+    # projection runtime's pool than on the API's own; workers keep its defaults.
+    bound_pool(services.write_side.projector.runtime.datastore.pool, settings)
     # No per-checkout ping: a connection broken by a database restart fails
     # its request (503) and the pool replaces it.
     read_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -31,6 +33,21 @@ class TenantSettingsApp(BillingApplication):
         except AggregateNotFoundError:
             return DEFAULT_SETTINGS
         return aggregate.settings
+
+    def update_settings(
+        self,
+        tenant_id: str,
+        changes: Mapping[str, Any],
+        *,
+        actor_id: str,
+        now: datetime,
+    ) -> tuple[BillingSettings, int]:
+        """Change only the given settings (the others keep their value); returns
+        the settings now in force and the position reached."""
+        wanted = dataclasses.replace(self.get_settings(tenant_id), **changes).checked()
+        return wanted, self.change_settings(
+            tenant_id, wanted, actor_id=actor_id, now=now
+        )
 
     def change_settings(
         self, tenant_id: str, settings: BillingSettings, *, actor_id: str, now: datetime

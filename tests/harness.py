@@ -14,8 +14,8 @@ import psycopg
 
 from application.bootstrap import WriteSide, build_services
 from application.clock import SetClock
-from application.metering.batch import IngestResponse
-from application.metering.corrections import AmendEvent, Corrections, VoidEvent
+from application.metering.batch import IngestOut
+from application.metering.corrections import AmendIn, Corrections, VoidIn
 from application.metering.ingestor import Ingestor
 from domain.tenant_settings import BillingSettings
 from tests.oracle import read_model
@@ -35,7 +35,7 @@ class Harness:
         *,
         at: datetime,
         backfill: bool = True,
-    ) -> IngestResponse:
+    ) -> IngestOut:
         self.clock.now = at
         return self.ingestor.ingest(
             tenant, msgspec.json.encode(events), backfill=backfill
@@ -43,14 +43,14 @@ class Harness:
 
     def void(self, tenant: str, event_id: str, *, at: datetime) -> None:
         self.clock.now = at
-        self.corrections.apply(tenant, "ops", "req", VoidEvent(event_id, "test"))
+        self.corrections.apply(tenant, "ops", "req", VoidIn(event_id, "test"))
 
     def amend(
         self, tenant: str, event_id: str, quantity: Decimal, *, at: datetime
     ) -> None:
         self.clock.now = at
         self.corrections.apply(
-            tenant, "ops", "req", AmendEvent(event_id, format(quantity, "f"), "test")
+            tenant, "ops", "req", AmendIn(event_id, format(quantity, "f"), "test")
         )
 
     def set_calendar(

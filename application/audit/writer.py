@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+from application.clock import Clock
 from application.store.event_store import BillingApplication
 from domain.audit import AuditRecord
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 class AuditUnavailable(RuntimeError):

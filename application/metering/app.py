@@ -15,7 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from application.metering.batch import (
     Candidate,
     EventResult,
-    IngestResponse,
+    IngestOut,
     Rejection,
     Status,
 )
@@ -58,7 +58,7 @@ class MeteringApp(BillingApplication):
         *,
         now: datetime,
         backfill: bool = False,
-    ) -> IngestResponse:
+    ) -> IngestOut:
         """Append the new events of a batch and say, per event, what happened."""
         first_by_id: dict[str, Candidate] = {}
         for candidate in candidates:
@@ -141,7 +141,7 @@ def _response(
     rejections: Sequence[Rejection],
     truth: dict[str, Stored],
     accepted_ids: set[str],
-) -> IngestResponse:
+) -> IngestOut:
     """Each event's status: the first copy of a newly stored id is accepted; any
     other copy is a duplicate or a conflict of what the history holds."""
     results: list[EventResult] = [
@@ -169,7 +169,7 @@ def _response(
         results.append(EventResult(c.index, event_id, status, error))
     results.sort(key=lambda r: r.index)
     position = max((s.position for s in truth.values()), default=0)
-    return IngestResponse(
+    return IngestOut(
         accepted=counts["accepted"],
         duplicates=counts["duplicate"],
         conflicts=counts["conflict"],

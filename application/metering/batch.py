@@ -54,7 +54,7 @@ class EventResult(msgspec.Struct, omit_defaults=True):
     error: str | None = None
 
 
-class IngestResponse(msgspec.Struct):
+class IngestOut(msgspec.Struct):
     accepted: int
     duplicates: int
     conflicts: int

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import UUID, uuid4
 
 import msgspec
@@ -20,7 +20,6 @@ import msgspec
 from application.audit.writer import AuditWriter
 from application.clock import Clock
 from application.metering.app import MeteringApp
-from application.projecting.projector import Projector
 from domain.audit import AuditRecord
 from domain.usage import UsageRecord
 from domain.values import (
@@ -39,14 +38,14 @@ MAX_REASON_LENGTH = 500
 LEDGER_WAIT_SECONDS = 10.0
 
 
-class VoidEvent(
+class VoidIn(
     msgspec.Struct, tag="void", tag_field="action", forbid_unknown_fields=True
 ):
     event_id: str
     reason: str
 
 
-class AmendEvent(
+class AmendIn(
     msgspec.Struct, tag="amend", tag_field="action", forbid_unknown_fields=True
 ):
     event_id: str
@@ -64,7 +63,7 @@ class RangeFilter(msgspec.Struct, forbid_unknown_fields=True):
     unit: str | None = None
 
 
-class VoidRange(
+class VoidRangeIn(
     msgspec.Struct, tag="void_range", tag_field="action", forbid_unknown_fields=True
 ):
     filter: RangeFilter
@@ -73,7 +72,7 @@ class VoidRange(
     expected_events: int | None = None
 
 
-Correction = VoidEvent | AmendEvent | VoidRange
+CorrectionIn = VoidIn | AmendIn | VoidRangeIn
 
 
 class AffectedDay(msgspec.Struct):
@@ -91,7 +90,7 @@ class QuantityChange(msgspec.Struct):
     quantity_change: str
 
 
-class CorrectionResult(msgspec.Struct):
+class CorrectionOut(msgspec.Struct):
     action: Literal["void", "amend", "void_range"]
     dry_run: bool
     correction_id: UUID | None
@@ -113,6 +112,14 @@ class LedgerBehind(RuntimeError):
     """The usage ledger has not caught up with the history yet; retry shortly."""
 
 
+class WaitFor(Protocol):
+    """Waits until a read model has processed an upstream up to a position."""
+
+    def __call__(
+        self, name: str, upstream: str, position: int, timeout: float
+    ) -> bool: ...
+
+
 class Corrections:
     """Applies ops corrections for one tenant at a time."""
 
@@ -120,7 +127,7 @@ class Corrections:
         self,
         metering: MeteringApp,
         ledger: LedgerReader,
-        projector: Projector,
+        wait_for: WaitFor,
         audit: AuditWriter,
         *,
         clock: Clock,
@@ -128,22 +135,22 @@ class Corrections:
     ) -> None:
         self.metering = metering
         self.ledger = ledger
-        self.projector = projector
+        self.wait_for = wait_for
         self.audit = audit
         self.clock = clock
         self.ledger_wait_seconds = ledger_wait_seconds
 
     def apply(
-        self, tenant_id: str, actor_id: str, request_id: str, correction: Correction
-    ) -> CorrectionResult:
+        self, tenant_id: str, actor_id: str, request_id: str, correction: CorrectionIn
+    ) -> CorrectionOut:
         reason = _check_reason(correction.reason)
-        if isinstance(correction, VoidRange):
+        if isinstance(correction, VoidRangeIn):
             return self._void_range(tenant_id, actor_id, request_id, correction, reason)
         event_id = _checked(check_identifier, "event_id", correction.event_id)
         record = self.metering.get_record(tenant_id, event_id)
         correction_id, now = uuid4(), self.clock()
         before = record.quantity
-        if isinstance(correction, VoidEvent):
+        if isinstance(correction, VoidIn):
             record.void(
                 correction_id=correction_id, actor_id=actor_id, reason=reason, now=now
             )
@@ -168,12 +175,12 @@ class Corrections:
         tenant_id: str,
         actor_id: str,
         request_id: str,
-        request: VoidRange,
+        request: VoidRangeIn,
         reason: str,
-    ) -> CorrectionResult:
+    ) -> CorrectionOut:
         match = _range_match(tenant_id, request.filter)
         head = self.metering.head_position()
-        if not self.projector.wait_for(
+        if not self.wait_for(
             self.ledger.read_model, "metering", head, self.ledger_wait_seconds
         ):
             raise LedgerBehind(
@@ -211,11 +218,11 @@ class Corrections:
     def _result(
         self,
         tenant_id: str,
-        request: Correction,
+        request: CorrectionIn,
         changes: Sequence[tuple[UsageRecord, Decimal, int]],
         correction_id: UUID | None,
         position: int,
-    ) -> CorrectionResult:
+    ) -> CorrectionOut:
         # Days as the read model buckets them: its calendar, not the write side's
         # (a settings change it has not processed yet must not show here first).
         calendar = self.ledger.calendar_of(tenant_id)
@@ -229,9 +236,9 @@ class Corrections:
             days[key][0] += delta
             days[key][1] += count
             totals[(record.product_area, record.unit)] += delta
-        return CorrectionResult(
+        return CorrectionOut(
             action=type(request).__struct_config__.tag,  # type: ignore[arg-type]
-            dry_run=isinstance(request, VoidRange) and request.dry_run,
+            dry_run=isinstance(request, VoidRangeIn) and request.dry_run,
             correction_id=correction_id,
             event_count=len(changes),
             position=position,
@@ -250,7 +257,7 @@ class Corrections:
         tenant_id: str,
         actor_id: str,
         request_id: str,
-        result: CorrectionResult,
+        result: CorrectionOut,
         reason: str,
         event_ids: list[str],
         filter_: dict[str, Any],

@@ -6,7 +6,7 @@ import time
 
 from application.clock import Clock
 from application.metering.app import MeteringApp
-from application.metering.batch import IngestResponse, decode_batch, read_events
+from application.metering.batch import IngestOut, decode_batch, read_events
 from application.tenants import TenantSettingsApp
 from domain.tenant_settings import BillingSettings
 
@@ -32,7 +32,7 @@ class Ingestor:
 
     def ingest(
         self, tenant_id: str, body: bytes, *, backfill: bool = False
-    ) -> IngestResponse:
+    ) -> IngestOut:
         """Record what is valid and new; say what happened to every event."""
         items = decode_batch(body, self.max_events)
         settings = self._settings_of(tenant_id)

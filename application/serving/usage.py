@@ -21,14 +21,14 @@ from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.usage_daily.query import UsageQuery
 from projections.usage_daily.reader import UsageReader
-from projections.usage_daily.rows import PeriodOut, Snapshot, UsageData, UsageTotal
+from projections.usage_daily.rows import Snapshot, UsageData, UsagePeriod, UsageTotal
 
 
-class UsageResponse(msgspec.Struct):
+class UsageOut(msgspec.Struct):
     """The usage answer (DESIGN section 6)."""
 
     tenant_id: str
-    period: PeriodOut
+    period: UsagePeriod
     as_of: datetime
     position: int
     group_by: list[str]
@@ -39,7 +39,7 @@ class UsageResponse(msgspec.Struct):
 
 class _Envelope(msgspec.Struct):
     tenant_id: str
-    period: PeriodOut
+    period: UsagePeriod
     as_of: datetime
     position: int
     group_by: list[str]

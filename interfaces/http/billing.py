@@ -20,7 +20,7 @@ from litestar.response import Stream
 
 from application.serving.audit import AuditReader
 from application.serving.exports import ExportService
-from application.serving.usage import UsageResponse, UsageService
+from application.serving.usage import UsageOut, UsageService
 from application.tokens import Principal
 from interfaces.http.auth import requires_role
 from interfaces.http.observability import Metrics
@@ -91,7 +91,7 @@ class BillingController(Controller):
         usage: NamedDependency[UsageService],
         metrics: NamedDependency[Metrics],
         asked: NamedDependency[UsageAsked],
-    ) -> Response[UsageResponse]:
+    ) -> Response[UsageOut]:
         """`period` is current, previous or YYYY-MM (the month a period starts in,
         tenant calendar). `group_by` is any of day, product_area, workspace (comma
         separated; all three by default). `min_position` waits briefly for the
@@ -104,7 +104,7 @@ class BillingController(Controller):
         )
         metrics.cache.labels("hit" if hit else "miss").inc()
         return Response(
-            body,  # type: ignore[arg-type] # pre-encoded UsageResponse
+            body,  # type: ignore[arg-type] # pre-encoded UsageOut
             media_type="application/json",
             headers={"X-Cache": "hit" if hit else "miss"},
         )

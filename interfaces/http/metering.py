@@ -12,8 +12,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from application.audit.writer import AuditWriter
-from application.metering.batch import IngestResponse, MeteringEventIn
-from application.metering.corrections import Correction, CorrectionResult, Corrections
+from application.metering.batch import IngestOut, MeteringEventIn
+from application.metering.corrections import CorrectionIn, CorrectionOut, Corrections
 from application.metering.ingestor import Ingestor
 from domain.audit import AuditRecord
 from interfaces.http.auth import Principal, requires_role
@@ -21,7 +21,7 @@ from interfaces.http.bodies import decode_body
 from interfaces.http.observability import Metrics
 from interfaces.http.params import request_id
 
-_correction_decoder = msgspec.json.Decoder(Correction)
+_correction_decoder = msgspec.json.Decoder(CorrectionIn)
 
 
 def _documents_events_body(data: JSONBody[list[MeteringEventIn]]) -> None:
@@ -32,11 +32,11 @@ def _documents_events_body(data: JSONBody[list[MeteringEventIn]]) -> None:
     """
 
 
-def _documents_correction_body(data: JSONBody[Correction]) -> None:
+def _documents_correction_body(data: JSONBody[CorrectionIn]) -> None:
     """Never called: documents the corrections body (parsed by the handler)."""
 
 
-def _count(metrics: Metrics, response: IngestResponse, path: str) -> None:
+def _count(metrics: Metrics, response: IngestOut, path: str) -> None:
     counter = metrics.ingested
     for result, n in (
         ("accepted", response.accepted),
@@ -64,7 +64,7 @@ class MeteringController(Controller):
         request: Request[Principal, Any, Any],
         ingestor: NamedDependency[Ingestor],
         metrics: NamedDependency[Metrics],
-    ) -> IngestResponse:
+    ) -> IngestOut:
         """Each event is accepted, a duplicate, a conflict or rejected (with why).
 
         Accepted events are durable before the response is sent; `position` is
@@ -91,7 +91,7 @@ class MeteringController(Controller):
         ingestor: NamedDependency[Ingestor],
         audit_writer: NamedDependency[AuditWriter],
         metrics: NamedDependency[Metrics],
-    ) -> IngestResponse:
+    ) -> IngestOut:
         """Same body and answer as /events; only ops may load old history."""
         body = await request.body()
         principal = request.user
@@ -128,7 +128,7 @@ class MeteringController(Controller):
         self,
         request: Request[Principal, Any, Any],
         corrections: NamedDependency[Corrections],
-    ) -> CorrectionResult:
+    ) -> CorrectionOut:
         """A correction adds events to the history; the original stays."""
         correction = decode_body(_correction_decoder.decode, await request.body())
         principal = request.user

@@ -5,7 +5,6 @@ Projection status and rebuilds are platform operations (interfaces/http/platform
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -40,7 +39,7 @@ class SettingsOut(msgspec.Struct, omit_defaults=True):
     position: int | None = None  # after a change: the tenant-settings position
 
 
-class SettingsChange(msgspec.Struct, forbid_unknown_fields=True):
+class SettingsChangeIn(msgspec.Struct, forbid_unknown_fields=True):
     """Only the given settings change; the others keep their value."""
 
     timezone: str | None = None
@@ -85,24 +84,20 @@ class OpsController(Controller):
     async def change_settings(
         self,
         request: Request[Principal, Any, Any],
-        data: JSONBody[SettingsChange],
+        data: JSONBody[SettingsChangeIn],
         tenants: NamedDependency[TenantSettingsApp],
         clock: NamedDependency[Clock],
     ) -> SettingsOut:
         """Read models re-bucket the tenant's usage in its new calendar."""
         principal = request.user
-        current = await anyio.to_thread.run_sync(
-            tenants.get_settings, principal.tenant_id
-        )
         changes = {
             k: v for k, v in msgspec.structs.asdict(data).items() if v is not None
         }
-        wanted = dataclasses.replace(current, **changes).checked()
-        position = await anyio.to_thread.run_sync(
+        wanted, position = await anyio.to_thread.run_sync(
             partial(
-                tenants.change_settings,
+                tenants.update_settings,
                 principal.tenant_id,
-                wanted,
+                changes,
                 actor_id=principal.subject,
                 now=clock(),
             )

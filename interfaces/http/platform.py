@@ -27,7 +27,7 @@ from interfaces.http.errors import UnknownProjection
 from interfaces.http.params import request_id
 
 
-class UpstreamOut(msgspec.Struct):
+class UpstreamPosition(msgspec.Struct):
     upstream: str
     position: int
     head: int
@@ -35,7 +35,7 @@ class UpstreamOut(msgspec.Struct):
     lag_seconds: float
 
 
-class FailureOut(msgspec.Struct):
+class FailureDetail(msgspec.Struct):
     version: int
     upstream: str | None  # null: it failed before reaching a record
     position: int | None  # the record it fails on
@@ -54,22 +54,22 @@ class ProjectionOut(msgspec.Struct):
     building_version: int | None
     rebuild_running: bool
     rebuild_requested_at: datetime | None
-    upstreams: list[UpstreamOut]
-    failure: FailureOut | None  # the live copy's, while it keeps failing
-    rebuild_failure: FailureOut | None  # why the last rebuild did not finish
+    upstreams: list[UpstreamPosition]
+    failure: FailureDetail | None  # the live copy's, while it keeps failing
+    rebuild_failure: FailureDetail | None  # why the last rebuild did not finish
 
 
-class RebuildRequested(msgspec.Struct, omit_defaults=True):
+class RebuildOut(msgspec.Struct, omit_defaults=True):
     name: str
     status: str
     state: str  # of the live copy, which keeps answering meanwhile
     note: str | None = None
 
 
-def failure_out(failure: Failure | None) -> FailureOut | None:
+def failure_out(failure: Failure | None) -> FailureDetail | None:
     if failure is None:
         return None
-    return FailureOut(
+    return FailureDetail(
         failure.version,
         failure.upstream,
         failure.position,
@@ -91,7 +91,7 @@ def projection_out(status: ProjectionStatus) -> ProjectionOut:
         status.rebuild_running,
         status.rebuild_requested_at,
         [
-            UpstreamOut(
+            UpstreamPosition(
                 u.upstream, u.position, u.head, u.lag_events, round(u.lag_seconds, 3)
             )
             for u in status.upstreams
@@ -155,7 +155,7 @@ class PlatformController(Controller):
         name: FromPath[str],
         projector: NamedDependency[Projector],
         audit_writer: NamedDependency[AuditWriter],
-    ) -> RebuildRequested:
+    ) -> RebuildOut:
         """The live copy keeps answering until the rebuilt one replaces it."""
         if name not in projector.projections:
             raise UnknownProjection(f"name: no read model called {name!r}")
@@ -172,4 +172,4 @@ class PlatformController(Controller):
             )
         )
         status = await anyio.to_thread.run_sync(projector.status_of, name)
-        return RebuildRequested(name, "requested", status.state, rebuild_note(status))
+        return RebuildOut(name, "requested", status.state, rebuild_note(status))

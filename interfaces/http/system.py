@@ -15,12 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from application.bootstrap import ReadSide
 from application.projecting.projector import Projector
 from application.settings import Settings
+from interfaces.http.errors import DATABASE_RETRY_AFTER
 from interfaces.http.observability import Metrics
 
 log = logging.getLogger(__name__)
 
 
-class Health(msgspec.Struct):
+class HealthOut(msgspec.Struct):
     status: str
     checks: dict[str, str] = {}
 
@@ -30,8 +31,8 @@ class SystemController(Controller):
     opt = {"exclude_from_auth": True}
 
     @get("/healthz", summary="Liveness: the process answers")
-    async def healthz(self) -> Health:
-        return Health("ok")
+    async def healthz(self) -> HealthOut:
+        return HealthOut("ok")
 
     @get(
         "/readyz",
@@ -41,7 +42,7 @@ class SystemController(Controller):
         self,
         read_side: NamedDependency[ReadSide],
         projector: NamedDependency[Projector],
-    ) -> Response[Health]:
+    ) -> Response[HealthOut]:
         """503 without PostgreSQL. Without Redis the API still answers correctly
         (uncached), and with a stalled read model it still serves what that one
         holds: ready either way, and it says `degraded`."""
@@ -50,10 +51,14 @@ class SystemController(Controller):
             "redis": await _check(read_side.redis.ping()),
         }
         if checks["postgres"] != "ok":
-            return Response(Health("unavailable", checks), status_code=503)
+            return Response(
+                HealthOut("unavailable", checks),
+                status_code=503,
+                headers={"Retry-After": DATABASE_RETRY_AFTER},
+            )
         checks["projections"] = await _projections_check(projector)
         ok = all(check == "ok" for check in checks.values())
-        return Response(Health("ok" if ok else "degraded", checks), status_code=200)
+        return Response(HealthOut("ok" if ok else "degraded", checks), status_code=200)
 
     @get("/metrics", summary="Prometheus metrics", media_type="text/plain")
     async def metrics(

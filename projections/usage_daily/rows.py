@@ -10,7 +10,7 @@ import msgspec
 from domain.periods import BillingPeriod
 
 
-class PeriodOut(msgspec.Struct):
+class UsagePeriod(msgspec.Struct):
     start: date
     end: date
     timezone: str
@@ -65,9 +65,9 @@ class Snapshot:
     as_of: datetime
     now: datetime  # the instant the answer is about (open or closed, as_of)
 
-    def period_out(self) -> PeriodOut:
+    def period_out(self) -> UsagePeriod:
         p = self.period
-        return PeriodOut(
+        return UsagePeriod(
             p.start,
             p.end,
             p.timezone,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench  # `make bench-smoke`, which CI runs after `make test`
+
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = {
     "ingest.py": [

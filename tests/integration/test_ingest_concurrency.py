@@ -13,7 +13,7 @@ import psycopg
 
 from application.bootstrap import WriteSide, bootstrap
 from application.clock import utc_now
-from application.metering.batch import IngestResponse
+from application.metering.batch import IngestOut
 from application.metering.ingestor import Ingestor
 from application.settings import Settings
 from tests.support import event
@@ -31,7 +31,7 @@ def overlapping_batches(callers: int, seed: int) -> list[bytes]:
     return batches
 
 
-def ingest(write_side: WriteSide, body: bytes) -> IngestResponse:
+def ingest(write_side: WriteSide, body: bytes) -> IngestOut:
     ingestor = Ingestor(
         write_side.metering, write_side.tenants, clock=utc_now, max_events=10_000
     )

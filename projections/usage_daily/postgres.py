@@ -1,16 +1,9 @@
 """billing_usage_daily in PostgreSQL: its tables, COPY of the ledger, the rollup.
 
-Every quantity-changing metering event becomes one ledger entry (a signed delta,
-in UTC, independent of any calendar). Daily rows are sums of ledger entries,
-bucketed in the tenant's calendar, so they are additive: processing a history in
-any batch split gives the same rows as a rebuild. When a tenant's calendar
-changes, its daily rows are recomputed from its ledger entries, so the result
-depends only on the histories, never on how the two upstreams interleaved.
-
-Per day the view also keeps what was known when the day ended
-(first_reported_quantity), how many events arrived after that (late_event_count)
-and what changed after the billing period closed (adjustment_quantity and
-adjustment_count): a late adjustment against a closed period, never silent.
+Entries go to the ledger by COPY; daily rows are derived from each batch by one
+set-based upsert (the rollup: the SQL form of domain.periods.day_and_period),
+and a calendar change re-buckets the tenant from its ledger. What the rows mean
+is in the package docstring (__init__.py).
 """
 
 from __future__ import annotations

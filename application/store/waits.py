@@ -20,8 +20,9 @@ from application.settings import Settings
 RECONNECT_GIVE_UP_SECONDS = 5.0
 """How long a pool retries (backing off from 1 s, doubling) to replace a lost
 connection before it gives up; the next request that needs one starts afresh.
-psycopg_pool's default, 5 minutes, lets the backoff grow so long that after a
-longer outage a pool could stay away for a minute after PostgreSQL is back."""
+With psycopg_pool's default, 5 minutes, the backoff keeps doubling through the
+outage: after a 40 s outage the API came back 23 s after PostgreSQL did
+(measured; about 1 s with this bound)."""
 
 RETRY_PAUSE_SECONDS = 0.1
 

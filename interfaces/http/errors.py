@@ -86,10 +86,28 @@ def retry_later(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error(503, str(exc), {"Retry-After": "2"})
 
 
+def audit_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Logged where it failed (with the cause's type); the caller is not told
+    the database's own words."""
+    return _error(
+        503,
+        "audit record not written, so nothing was served; retry shortly",
+        {"Retry-After": "2"},
+    )
+
+
+DATABASE_RETRY_AFTER = "5"
+
+
 def database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """PostgreSQL unreachable, or too slow: no connection within the pool wait
+    (PoolTimeout), a broken or refused connection, a statement timeout
+    (QueryCanceled). Logged once, by type only (messages may name hosts)."""
     log.error("database unavailable: %s", type(exc).__name__)
     return _error(
-        503, "the database is unavailable; retry shortly", {"Retry-After": "5"}
+        503,
+        "the database is unavailable; retry shortly",
+        {"Retry-After": DATABASE_RETRY_AFTER},
     )
 
 
@@ -127,7 +145,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     CorrectionMismatch: conflict,
     RebuildInProgress: conflict,
     LedgerBehind: retry_later,
-    AuditUnavailable: retry_later,
+    AuditUnavailable: audit_unavailable,
     psycopg.OperationalError: database_unavailable,
     OperationalError: database_unavailable,
     InterfaceError: database_unavailable,

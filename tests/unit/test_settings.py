@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from application.settings import (
     DEVELOPMENT_JWT_SECRET,
@@ -193,3 +194,70 @@ def test_quotes_in_the_database_password_are_escaped_in_the_connection_string() 
     settings = Settings.from_env({"DATABASE_URL": "postgresql://app:it%27s@db/billing"})
 
     assert "password='it\\'s'" in settings.conninfo()
+
+
+def test_database_waits_are_bounded_by_default() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.db_connect_timeout_seconds == 2
+    assert settings.db_pool_timeout_seconds == 2.0
+    assert settings.db_statement_timeout_seconds == 5.0
+
+
+def test_database_waits_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "BILLING_DB_CONNECT_TIMEOUT_SECONDS": "3",
+            "BILLING_DB_POOL_TIMEOUT_SECONDS": "0.5",
+            "BILLING_DB_STATEMENT_TIMEOUT_SECONDS": "12.5",
+        }
+    )
+
+    assert settings.db_connect_timeout_seconds == 3
+    assert settings.db_pool_timeout_seconds == 0.5
+    assert settings.db_statement_timeout_seconds == 12.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BILLING_DB_CONNECT_TIMEOUT_SECONDS", "1.5"),
+        ("BILLING_DB_CONNECT_TIMEOUT_SECONDS", "0"),
+        ("BILLING_DB_POOL_TIMEOUT_SECONDS", "0"),
+        ("BILLING_DB_POOL_TIMEOUT_SECONDS", "inf"),
+        ("BILLING_DB_STATEMENT_TIMEOUT_SECONDS", "-1"),
+        ("BILLING_DB_STATEMENT_TIMEOUT_SECONDS", "soon"),
+    ],
+)
+def test_a_bad_database_wait_is_refused_naming_the_variable(
+    name: str, value: str
+) -> None:
+    assert refusal({name: value}).startswith(f"{name} must be")
+
+
+def test_the_connection_string_gives_up_connecting_after_the_connect_timeout() -> None:
+    settings = Settings.from_env({"BILLING_DB_CONNECT_TIMEOUT_SECONDS": "3"})
+
+    params = conninfo_to_dict(settings.conninfo())
+
+    assert params["connect_timeout"] == "3"
+    assert params["options"] == "-c search_path=billing"  # no statement timeout
+
+
+def test_the_request_pools_connection_string_sets_a_statement_timeout() -> None:
+    settings = Settings.from_env(
+        {"BILLING_DB_SCHEMA": "tenant_x", "BILLING_DB_STATEMENT_TIMEOUT_SECONDS": "2.5"}
+    )
+
+    params = conninfo_to_dict(
+        settings.conninfo(application_name="api", statement_timeout=True)
+    )
+
+    assert params["options"] == "-c search_path=tenant_x -c statement_timeout=2500"
+    assert (params["application_name"], params["connect_timeout"]) == ("api", "2")
+
+
+def test_the_eventsourcing_pool_wait_is_the_pool_timeout_in_whole_seconds() -> None:
+    settings = Settings.from_env({"BILLING_DB_POOL_TIMEOUT_SECONDS": "1.5"})
+
+    assert settings.eventsourcing_env()["POSTGRES_CONNECT_TIMEOUT"] == "2"

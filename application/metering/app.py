@@ -12,13 +12,6 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from application.metering.batch import (
-    Candidate,
-    EventResult,
-    IngestOut,
-    Rejection,
-    Status,
-)
 from application.store.event_store import BillingApplication, IdempotentRecorder
 from domain.usage import UsageRecord
 from domain.values import UsageFacts, usage_record_id
@@ -40,6 +33,16 @@ class Stored:
     position: int
 
 
+@dataclass(frozen=True, slots=True)
+class BatchRecorded:
+    """What a batch met in the history: per id, what is stored (now or before),
+    which ids this batch added, and the position the batch is visible at."""
+
+    stored: dict[str, Stored]
+    added: set[str]
+    position: int
+
+
 class MeteringApp(BillingApplication):
     """Records metered usage and its corrections, idempotently per (tenant, id)."""
 
@@ -53,34 +56,33 @@ class MeteringApp(BillingApplication):
     def record_batch(
         self,
         tenant_id: str,
-        candidates: Sequence[Candidate],
-        rejections: Sequence[Rejection],
+        facts: Sequence[UsageFacts],
         *,
         now: datetime,
         backfill: bool = False,
-    ) -> IngestOut:
-        """Append the new events of a batch and say, per event, what happened."""
-        first_by_id: dict[str, Candidate] = {}
-        for candidate in candidates:
-            first_by_id.setdefault(candidate.facts.event_id, candidate)
+    ) -> BatchRecorded:
+        """Append the events whose ids are new (the first copy of each id in the
+        batch); say what the history holds for every id."""
+        first_by_id: dict[str, UsageFacts] = {}
+        for f in facts:
+            first_by_id.setdefault(f.event_id, f)
         started = [
-            UsageRecord.started(tenant_id, c.facts, now=now, backfill=backfill)
-            for c in first_by_id.values()
+            UsageRecord.started(tenant_id, f, now=now, backfill=backfill)
+            for f in first_by_id.values()
         ]
         inserted = self.idempotent_recorder.insert_new_events(
             [self.mapper.to_stored_event(e) for e in started]
         )
-        truth = {
-            c.facts.event_id: Stored(c.facts, inserted[e.originator_id])
-            for c, e in zip(first_by_id.values(), started, strict=True)
+        stored = {
+            f.event_id: Stored(f, inserted[e.originator_id])
+            for f, e in zip(first_by_id.values(), started, strict=True)
             if e.originator_id in inserted
         }
-        accepted_ids = set(truth)
+        added = set(stored)
         missing = [e.originator_id for e in started if e.originator_id not in inserted]
-        truth.update(self._stored_facts(missing))
-        response = _response(candidates, rejections, truth, accepted_ids)
-        response.position = response.position or self.head_position()
-        return response
+        stored.update(self._stored_facts(missing))
+        position = max((s.position for s in stored.values()), default=0)
+        return BatchRecorded(stored, added, position or self.head_position())
 
     def _stored_facts(self, originator_ids: Sequence[UUID]) -> dict[str, Stored]:
         found: dict[str, Stored] = {}
@@ -133,47 +135,4 @@ def _facts_of(event: UsageRecord.Recorded) -> UsageFacts:
         quantity=Decimal(event.quantity),
         occurred_at=event.occurred_at,
         properties=event.properties,
-    )
-
-
-def _response(
-    candidates: Sequence[Candidate],
-    rejections: Sequence[Rejection],
-    truth: dict[str, Stored],
-    accepted_ids: set[str],
-) -> IngestOut:
-    """Each event's status: the first copy of a newly stored id is accepted; any
-    other copy is a duplicate or a conflict of what the history holds."""
-    results: list[EventResult] = [
-        EventResult(r.index, r.event_id, "rejected", r.error) for r in rejections
-    ]
-    counts = {"accepted": 0, "duplicate": 0, "conflict": 0}
-    claimed: set[str] = set()
-    for c in candidates:
-        event_id = c.facts.event_id
-        stored = truth[event_id]
-        status: Status
-        if event_id in accepted_ids and event_id not in claimed:
-            status = "accepted"
-        elif stored.facts.same_payload_as(c.facts):
-            status = "duplicate"
-        else:
-            status = "conflict"
-        claimed.add(event_id)
-        counts[status] += 1
-        error = (
-            "id: already recorded with a different payload; the original is kept"
-            if status == "conflict"
-            else None
-        )
-        results.append(EventResult(c.index, event_id, status, error))
-    results.sort(key=lambda r: r.index)
-    position = max((s.position for s in truth.values()), default=0)
-    return IngestOut(
-        accepted=counts["accepted"],
-        duplicates=counts["duplicate"],
-        conflicts=counts["conflict"],
-        rejected=len(rejections),
-        position=position,
-        results=results,
     )

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from application.clock import Clock
-from application.metering.app import MeteringApp
-from application.metering.batch import IngestOut, decode_batch, read_events
+from application.metering.app import BatchRecorded, MeteringApp
+from application.metering.batch import (
+    Candidate,
+    EventResult,
+    IngestOut,
+    Rejection,
+    Status,
+    decode_batch,
+    read_events,
+)
 from application.tenants import TenantSettingsApp
 from domain.tenant_settings import BillingSettings
 
@@ -43,9 +52,10 @@ class Ingestor:
             acceptance_window=settings.acceptance_window,
             backfill=backfill,
         )
-        return self.metering.record_batch(
-            tenant_id, candidates, rejections, now=now, backfill=backfill
+        recorded = self.metering.record_batch(
+            tenant_id, [c.facts for c in candidates], now=now, backfill=backfill
         )
+        return answer(candidates, rejections, recorded)
 
     def _settings_of(self, tenant_id: str) -> BillingSettings:
         """The tenant's settings, re-read at most every few seconds: a change of
@@ -56,3 +66,44 @@ class Ingestor:
         settings = self.tenants.get_settings(tenant_id)
         self._settings[tenant_id] = (time.monotonic() + SETTINGS_TTL_SECONDS, settings)
         return settings
+
+
+def answer(
+    candidates: Sequence[Candidate],
+    rejections: Sequence[Rejection],
+    recorded: BatchRecorded,
+) -> IngestOut:
+    """Each event's status: the first copy of a newly stored id is accepted; any
+    other copy is a duplicate or a conflict of what the history holds."""
+    results: list[EventResult] = [
+        EventResult(r.index, r.event_id, "rejected", r.error) for r in rejections
+    ]
+    counts = {"accepted": 0, "duplicate": 0, "conflict": 0}
+    claimed: set[str] = set()
+    for c in candidates:
+        event_id = c.facts.event_id
+        stored = recorded.stored[event_id]
+        status: Status
+        if event_id in recorded.added and event_id not in claimed:
+            status = "accepted"
+        elif stored.facts.same_payload_as(c.facts):
+            status = "duplicate"
+        else:
+            status = "conflict"
+        claimed.add(event_id)
+        counts[status] += 1
+        error = (
+            "id: already recorded with a different payload; the original is kept"
+            if status == "conflict"
+            else None
+        )
+        results.append(EventResult(c.index, event_id, status, error))
+    results.sort(key=lambda r: r.index)
+    return IngestOut(
+        accepted=counts["accepted"],
+        duplicates=counts["duplicate"],
+        conflicts=counts["conflict"],
+        rejected=len(rejections),
+        position=recorded.position,
+        results=results,
+    )

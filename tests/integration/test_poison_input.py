@@ -19,7 +19,6 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from application.metering.batch import Candidate
 from application.settings import Settings
 from domain.audit import AuditRecord
 from domain.values import UsageFacts
@@ -84,9 +83,7 @@ def test_a_nul_already_in_the_history_never_fails_another_tenants_reads(
         occurred_at=NOW - timedelta(hours=1),
         properties={"note": "a\u0000b"},
     )
-    services(client).write_side.metering.record_batch(
-        "t_a", [Candidate(0, poison)], [], now=NOW
-    )
+    services(client).write_side.metering.record_batch("t_a", [poison], now=NOW)
     admin_b = auth(settings, "t_b", "admin")
 
     usage = client.get("/api/billing/usage?period=current", headers=admin_b)

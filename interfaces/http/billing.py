@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -12,18 +11,16 @@ import anyio
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromQuery
 from litestar.response import Stream
 
-from application.serving.audit import AuditReader
-from application.serving.exports import ExportService
-from application.serving.usage import UsageOut, UsageService
+from application.serving.usage import UsageOut
 from application.tokens import Principal
 from interfaces.http.auth import requires_role
-from interfaces.http.observability import Metrics
+from interfaces.http.dependencies import Billing
 from interfaces.http.params import parse_limit, parse_position, request_id
 from projections.usage_daily.query import UsageQuery
 
@@ -37,23 +34,15 @@ async def requires_enabled_tenant(
         raise NotFoundException("billing usage is not enabled for this tenant")
 
 
-@dataclass(frozen=True, slots=True)
-class UsageAsked:
-    """What a usage view or export asks: the query, and how fresh it must be."""
-
-    query: UsageQuery
-    min_position: int | None
-
-
-async def provide_usage_asked(  # noqa: PLR0913 - one argument per query parameter
+def usage_query(  # noqa: PLR0913 - one argument per query parameter
     request: Request[Principal, Any, Any],
-    period: FromQuery[str | None] = None,
-    workspace_id: FromQuery[str | None] = None,
-    product_area: FromQuery[str | None] = None,
-    group_by: FromQuery[str | None] = None,
-    min_position: FromQuery[str | None] = None,
-) -> UsageAsked:
-    """The five usage query parameters, read once for the view and the export."""
+    period: str | None,
+    workspace_id: str | None,
+    product_area: str | None,
+    group_by: str | None,
+    min_position: str | None,
+) -> tuple[UsageQuery, int | None]:
+    """The five usage query parameters, read alike for the view and the export."""
     query = UsageQuery.parse(
         request.user.tenant_id,
         period=period,
@@ -61,7 +50,7 @@ async def provide_usage_asked(  # noqa: PLR0913 - one argument per query paramet
         product_area=product_area,
         group_by=group_by,
     )
-    return UsageAsked(query, parse_position(min_position))
+    return query, parse_position(min_position)
 
 
 class ExportOut(msgspec.Struct):
@@ -82,27 +71,29 @@ class BillingController(Controller):
     path = "/api/billing"
     tags = ["billing"]
     guards = [requires_role("admin"), requires_enabled_tenant]
-    dependencies = {"asked": Provide(provide_usage_asked)}
 
     @get("/usage", summary="Daily usage of a billing period, with totals")
-    async def get_usage(
+    async def get_usage(  # noqa: PLR0913 - one argument per query parameter
         self,
         request: Request[Principal, Any, Any],
-        usage: NamedDependency[UsageService],
-        metrics: NamedDependency[Metrics],
-        asked: NamedDependency[UsageAsked],
+        billing: NamedDependency[Billing],
+        period: FromQuery[str | None] = None,
+        workspace_id: FromQuery[str | None] = None,
+        product_area: FromQuery[str | None] = None,
+        group_by: FromQuery[str | None] = None,
+        min_position: FromQuery[str | None] = None,
     ) -> Response[UsageOut]:
         """`period` is current, previous or YYYY-MM (the month a period starts in,
         tenant calendar). `group_by` is any of day, product_area, workspace (comma
         separated; all three by default). `min_position` waits briefly for the
         read model to reach an ingest response's position."""
-        body, hit = await usage.view(
-            request.user,
-            asked.query,
-            min_position=asked.min_position,
-            request_id=request_id(request),
+        query, position = usage_query(
+            request, period, workspace_id, product_area, group_by, min_position
         )
-        metrics.cache.labels("hit" if hit else "miss").inc()
+        body, hit = await billing.usage.view(
+            request.user, query, min_position=position, request_id=request_id(request)
+        )
+        billing.metrics.cache.labels("hit" if hit else "miss").inc()
         return Response(
             body,  # type: ignore[arg-type] # pre-encoded UsageOut
             media_type="application/json",
@@ -114,19 +105,23 @@ class BillingController(Controller):
         summary="The same usage as CSV (streamed; totals equal the API's)",
         media_type="text/csv",
     )
-    async def export_usage(
+    async def export_usage(  # noqa: PLR0913 - one argument per query parameter
         self,
         request: Request[Principal, Any, Any],
-        exports: NamedDependency[ExportService],
-        asked: NamedDependency[UsageAsked],
+        billing: NamedDependency[Billing],
+        period: FromQuery[str | None] = None,
+        workspace_id: FromQuery[str | None] = None,
+        product_area: FromQuery[str | None] = None,
+        group_by: FromQuery[str | None] = None,
+        min_position: FromQuery[str | None] = None,
     ) -> Stream:
         """Columns: workspace_id, product_area, usage_date, unit, quantity,
         source_event_count. The bytes are kept under X-Export-File-Key."""
-        exported = await exports.export(
-            request.user,
-            asked.query,
-            min_position=asked.min_position,
-            request_id=request_id(request),
+        query, position = usage_query(
+            request, period, workspace_id, product_area, group_by, min_position
+        )
+        exported = await billing.exports.export(
+            request.user, query, min_position=position, request_id=request_id(request)
         )
         return Stream(
             file_chunks(exported.path),
@@ -144,10 +139,10 @@ class BillingController(Controller):
     async def list_exports(
         self,
         request: Request[Principal, Any, Any],
-        audit_reader: NamedDependency[AuditReader],
+        billing: NamedDependency[Billing],
         limit: FromQuery[str | None] = None,
     ) -> list[ExportOut]:
-        rows = await audit_reader.list_exports(
+        rows = await billing.audit_reader.list_exports(
             request.user.tenant_id, parse_limit(limit)
         )
         return [ExportOut(**r) for r in rows]

@@ -11,13 +11,12 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
-from application.audit.writer import AuditWriter
 from application.metering.batch import IngestOut, MeteringEventIn
-from application.metering.corrections import CorrectionIn, CorrectionOut, Corrections
-from application.metering.ingestor import Ingestor
+from application.metering.corrections import CorrectionIn, CorrectionOut
 from domain.audit import AuditRecord
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.bodies import decode_body
+from interfaces.http.dependencies import Metering
 from interfaces.http.observability import Metrics
 from interfaces.http.params import request_id
 
@@ -62,8 +61,7 @@ class MeteringController(Controller):
     async def record_events(
         self,
         request: Request[Principal, Any, Any],
-        ingestor: NamedDependency[Ingestor],
-        metrics: NamedDependency[Metrics],
+        metering: NamedDependency[Metering],
     ) -> IngestOut:
         """Each event is accepted, a duplicate, a conflict or rejected (with why).
 
@@ -73,9 +71,9 @@ class MeteringController(Controller):
         body = await request.body()
         tenant = request.user.tenant_id
         response = await anyio.to_thread.run_sync(
-            partial(ingestor.ingest, tenant, body)
+            partial(metering.ingestor.ingest, tenant, body)
         )
-        _count(metrics, response, "http")
+        _count(metering.metrics, response, "http")
         return response
 
     @post(
@@ -88,19 +86,17 @@ class MeteringController(Controller):
     async def backfill_events(
         self,
         request: Request[Principal, Any, Any],
-        ingestor: NamedDependency[Ingestor],
-        audit_writer: NamedDependency[AuditWriter],
-        metrics: NamedDependency[Metrics],
+        metering: NamedDependency[Metering],
     ) -> IngestOut:
         """Same body and answer as /events; only ops may load old history."""
         body = await request.body()
         principal = request.user
         response = await anyio.to_thread.run_sync(
-            partial(ingestor.ingest, principal.tenant_id, body, backfill=True)
+            partial(metering.ingestor.ingest, principal.tenant_id, body, backfill=True)
         )
         await anyio.to_thread.run_sync(
             partial(
-                audit_writer.write,
+                metering.audit_writer.write,
                 AuditRecord.BackfillRecorded,
                 tenant_id=principal.tenant_id,
                 actor_id=principal.subject,
@@ -112,7 +108,7 @@ class MeteringController(Controller):
                 position=response.position,
             )
         )
-        _count(metrics, response, "backfill")
+        _count(metering.metrics, response, "backfill")
         return response
 
     @post(
@@ -127,14 +123,14 @@ class MeteringController(Controller):
     async def apply_correction(
         self,
         request: Request[Principal, Any, Any],
-        corrections: NamedDependency[Corrections],
+        metering: NamedDependency[Metering],
     ) -> CorrectionOut:
         """A correction adds events to the history; the original stays."""
         correction = decode_body(_correction_decoder.decode, await request.body())
         principal = request.user
         return await anyio.to_thread.run_sync(
             partial(
-                corrections.apply,
+                metering.corrections.apply,
                 principal.tenant_id,
                 principal.subject,
                 request_id(request),

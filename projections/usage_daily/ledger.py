@@ -13,7 +13,12 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from projections.usage_daily.changes import Calendar, default_calendar
-from projections.usage_daily.postgres import CALENDARS, LEDGER, UsageDailyProjection
+from projections.usage_daily.postgres import (
+    CALENDARS,
+    LEDGER,
+    UsageDailyProjection,
+    tenant_span,
+)
 
 Connect = Callable[[], AbstractContextManager[Connection[Any]]]
 
@@ -72,16 +77,12 @@ class LedgerReader:
 
 
 def _where(match: RangeMatch) -> Composed:
-    clauses = [
-        SQL(
-            "tenant_id = %(tenant)s"
-            " AND occurred_at >= %(start)s AND occurred_at < %(end)s"
-        )
-    ]
-    if match.workspace_id is not None:
-        clauses.append(SQL("workspace_id = %(workspace)s"))
-    if match.product_area is not None:
-        clauses.append(SQL("product_area = %(area)s"))
-    if match.unit is not None:
-        clauses.append(SQL("unit = %(unit)s"))
-    return SQL(" AND ").join(clauses)
+    def given(value: str | None, parameter: str) -> str | None:
+        return None if value is None else parameter
+
+    return tenant_span(
+        "occurred_at",
+        workspace_id=given(match.workspace_id, "workspace"),
+        product_area=given(match.product_area, "area"),
+        unit=given(match.unit, "unit"),
+    )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Cursor
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Placeholder
 
 from domain.tenant_settings import DEFAULT_SETTINGS
 from projections.base import Notified, Projection
@@ -100,6 +100,24 @@ class PostgresUsageDailyView:
             {"tz": d.timezone, "anchor": d.period_anchor_day, "grace": d.grace_hours}
             | params,
         )
+
+
+def tenant_span(time_column: str, **optional: str | None) -> Composed:
+    """`tenant_id = %(tenant)s AND start <= column < end`, and `column = %(name)s`
+    for each optional column given (keyword: column name, value: parameter name,
+    None to leave it out): the WHERE of every tenant-scoped read of these tables."""
+    column = Identifier(time_column)
+    clauses = [
+        SQL("tenant_id = %(tenant)s AND {c} >= %(start)s AND {c} < %(end)s").format(
+            c=column
+        )
+    ]
+    clauses += [
+        SQL("{} = {}").format(Identifier(name), Placeholder(parameter))
+        for name, parameter in optional.items()
+        if parameter is not None
+    ]
+    return SQL(" AND ").join(clauses)
 
 
 def _first(row: Any) -> bool:

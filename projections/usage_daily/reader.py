@@ -19,7 +19,12 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from domain.periods import BillingPeriod, resolve_period
 from domain.tenant_settings import DEFAULT_SETTINGS
 from projections.base import REGISTRY, tracking_view
-from projections.usage_daily.postgres import CALENDARS, DAILY, UsageDailyProjection
+from projections.usage_daily.postgres import (
+    CALENDARS,
+    DAILY,
+    UsageDailyProjection,
+    tenant_span,
+)
 from projections.usage_daily.query import DIMENSIONS, UsageQuery, group_columns
 from projections.usage_daily.rows import (
     LateAdjustment,
@@ -165,17 +170,11 @@ def query_params(query: UsageQuery, period: BillingPeriod) -> dict[str, Any]:
 
 
 def _where(query: UsageQuery) -> Composed:
-    clauses = [
-        SQL(
-            "tenant_id = %(tenant)s"
-            " AND usage_date >= %(start)s AND usage_date < %(end)s"
-        )
-    ]
-    if query.workspace_id is not None:
-        clauses.append(SQL("workspace_id = %(workspace)s"))
-    if query.product_area is not None:
-        clauses.append(SQL("product_area = %(area)s"))
-    return SQL(" AND ").join(clauses)
+    return tenant_span(
+        "usage_date",
+        workspace_id="workspace" if query.workspace_id is not None else None,
+        product_area="area" if query.product_area is not None else None,
+    )
 
 
 def _rows_sql(query: UsageQuery) -> Composed:

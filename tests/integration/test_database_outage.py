@@ -13,20 +13,16 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-import redis
 from litestar.testing import TestClient
 
 from application.settings import Settings
 from interfaces.http.app import create_app
-from tests.conftest import REDIS_URL
 from tests.private_postgres import PrivatePostgres
 from tests.support import auth, event
 
@@ -61,26 +57,14 @@ def running_postgres(private_postgres: PrivatePostgres) -> PrivatePostgres:
 
 
 @pytest.fixture
-def outage_settings(
-    real_services: None, running_postgres: PrivatePostgres, tmp_path: Path
-) -> Iterator[Settings]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    settings = Settings(
+def outage_settings(settings: Settings, running_postgres: PrivatePostgres) -> Settings:
+    """The test's own settings, on the private server, with short waits."""
+    return settings.with_changes(
         database_url=running_postgres.url,
-        redis_url=REDIS_URL,
-        db_schema=schema,
-        redis_namespace=f"test-{schema}",
-        export_dir=tmp_path / "exports",
-        db_pool_size=4,
         db_connect_timeout_seconds=2,
         db_pool_timeout_seconds=1.0,
         db_statement_timeout_seconds=1.0,
     )
-    yield settings
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{settings.redis_namespace}:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.bench  # `make bench-smoke`, which CI runs after `make test`
-
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = {
     "ingest.py": [
@@ -45,7 +43,8 @@ FIGURES = {
 }
 KINDS = ("figure", "reference", "ratio")
 
-pytestmark = pytest.mark.timeout(240)
+# `make bench-smoke` runs these (and CI, after `make test`); `make test` does not.
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(240)]
 
 
 @pytest.mark.parametrize("script", sorted(FIGURES))

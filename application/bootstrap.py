@@ -24,6 +24,7 @@ from application.clock import Clock, utc_now
 from application.metering.app import MeteringApp
 from application.metering.corrections import Corrections
 from application.metering.ingestor import Ingestor
+from application.price_book import PriceBookApp
 from application.projecting.progress import PositionWatcher, progress_channel
 from application.projecting.projector import Projector
 from application.serving.audit import AuditReader
@@ -55,6 +56,7 @@ class WriteSide:
     settings: Settings
     metering: MeteringApp
     tenants: TenantSettingsApp
+    price_book: PriceBookApp
     audit: AuditApp
     projector: Projector
 
@@ -65,7 +67,7 @@ class WriteSide:
 
     def close(self) -> None:
         self.projector.close()
-        for app in (self.metering, self.tenants, self.audit):
+        for app in (self.metering, self.tenants, self.price_book, self.audit):
             app.close()
 
 
@@ -81,6 +83,7 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
     with _schema_lock(settings) if create_tables else nullcontext():
         metering = MeteringApp(settings, create_table=create_tables)
         tenants = TenantSettingsApp(settings, create_table=create_tables)
+        price_book = PriceBookApp(settings, create_table=create_tables)
         audit = AuditApp(settings, create_table=create_tables)
         upstreams = {app.name: app for app in (metering, tenants, audit)}
         projector = Projector(settings, PROJECTIONS, upstreams)
@@ -90,7 +93,7 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
                 conn.execute(
                     append_function_ddl(settings.db_schema, audit.events_table)
                 )
-    return WriteSide(settings, metering, tenants, audit, projector)
+    return WriteSide(settings, metering, tenants, price_book, audit, projector)
 
 
 @contextmanager

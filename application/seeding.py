@@ -33,8 +33,10 @@ import msgspec
 from application.clock import Clock, SetClock
 from application.metering.app import MeteringApp
 from application.metering.ingestor import Ingestor
+from application.price_book import PriceBookApp
 from application.tenants import TenantSettingsApp
 from domain.tenant_settings import BillingSettings
+from domain.values import decimal_text
 
 PRODUCT_AREAS = [
     ("compute", "vcpu_hour", Decimal("4.0")),
@@ -48,6 +50,59 @@ PRODUCT_AREAS = [
     ("functions", "invocation", Decimal("1200")),
     ("cdn", "gb", Decimal("8.0")),
 ]
+# What the demo tenants pay, in EUR: flat prices, free allowances, and graduated
+# tiers (volume discounts), as a SaaS price page would list them. Areas of a
+# larger plan beyond these stay unpriced, which the forecast then says.
+DEMO_PRICES: list[dict[str, Any]] = [
+    {"product_area": "compute", "unit": "vcpu_hour", "unit_price": "0.045"},
+    {"product_area": "storage", "unit": "gb_hour", "unit_price": "0.00014"},
+    {
+        "product_area": "api",
+        "unit": "request",
+        "included_quantity": "100000",
+        "tiers": [
+            {"up_to": "1000000", "unit_price": "0.0000035"},
+            {"up_to": "10000000", "unit_price": "0.0000028"},
+            {"up_to": None, "unit_price": "0.000002"},
+        ],
+    },
+    {
+        "product_area": "egress",
+        "unit": "gb",
+        "tiers": [
+            {"up_to": "1024", "unit_price": "0.09"},
+            {"up_to": "10240", "unit_price": "0.085"},
+            {"up_to": None, "unit_price": "0.07"},
+        ],
+    },
+    {
+        "product_area": "ai",
+        "unit": "token",
+        "included_quantity": "1000000",
+        "tiers": [
+            {"up_to": "10000000", "unit_price": "0.000002"},
+            {"up_to": None, "unit_price": "0.0000015"},
+        ],
+    },
+    {"product_area": "database", "unit": "query", "unit_price": "0.0000004"},
+    {
+        "product_area": "queue",
+        "unit": "message",
+        "included_quantity": "1000000",
+        "unit_price": "0.0000004",
+    },
+    {"product_area": "search", "unit": "query", "unit_price": "0.00002"},
+    {
+        "product_area": "functions",
+        "unit": "invocation",
+        "included_quantity": "1000000",
+        "unit_price": "0.0000002",
+    },
+    {"product_area": "cdn", "unit": "gb", "unit_price": "0.08"},
+]
+# One currency per tenant; Japanese yen has no minor unit (charges round to 1).
+CURRENCIES = {"t_globex": "USD", "t_hooli": "USD", "t_umbrella": "JPY"}
+EXCHANGE = {"EUR": Decimal(1), "USD": Decimal("1.08"), "JPY": Decimal(160)}
 TENANTS = [
     ("t_acme", "UTC"),
     ("t_globex", "America/New_York"),
@@ -237,11 +292,31 @@ class SeedReport:
     position: int = 0
 
 
-def seed(
+def demo_price_book(tenant: str) -> dict[str, Any]:
+    """The demo price book of `tenant`, in its currency."""
+    currency = CURRENCIES.get(tenant, "EUR")
+    rate = EXCHANGE[currency]
+
+    def converted(line: dict[str, Any]) -> dict[str, Any]:
+        out = dict(line)
+        if "unit_price" in out:
+            out["unit_price"] = decimal_text(Decimal(out["unit_price"]) * rate)
+        if "tiers" in out:
+            out["tiers"] = [
+                t | {"unit_price": decimal_text(Decimal(t["unit_price"]) * rate)}
+                for t in out["tiers"]
+            ]
+        return out
+
+    return {"currency": currency, "prices": [converted(p) for p in DEMO_PRICES]}
+
+
+def seed(  # noqa: PLR0913 - the plan, the applications it writes to, the clock
     plan: SeedPlan,
     *,
     metering: MeteringApp,
     tenants: TenantSettingsApp,
+    price_book: PriceBookApp | None = None,
     clock: Clock,
     progress: Callable[[int], None] = lambda _: None,
 ) -> SeedReport:
@@ -256,9 +331,16 @@ def seed(
     pending: list[Send] = []
     producers = []
     for tenant, timezone in plan.tenant_list():
-        tenants.change_settings(
-            tenant, BillingSettings(timezone=timezone), actor_id="seed", now=start
-        )
+        calendar = BillingSettings(timezone=timezone)
+        tenants.change_settings(tenant, calendar, actor_id="seed", now=start)
+        if price_book is not None:  # from the first seeded period on
+            price_book.set_price_book(
+                tenant,
+                demo_price_book(tenant),
+                calendar=calendar,
+                actor_id="seed",
+                now=start,
+            )
         rng = random.Random(f"{plan.seed}/{tenant}/sends")  # noqa: S311
         producer = Producer(tenant, timezone, plan.workspace_list()[0], rng)
         producers.append((generate_days(plan, now, tenant), producer))

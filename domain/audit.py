@@ -64,6 +64,12 @@ class AuditRecord(Aggregate):
     class ProjectionRebuildRequested(Recorded):
         projection: str
 
+    class PriceBookChanged(Recorded):
+        effective_from: str  # the start of the first period it prices
+        currency: str
+        prices: int  # how many (product area, unit) lines
+        position: int
+
     def __init__(self) -> None:
         """Audit records keep no state: written once, read by projections."""
 

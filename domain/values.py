@@ -158,6 +158,11 @@ def usage_record_id(tenant_id: str, event_id: str) -> UUID:
     return uuid5(BILLING_NAMESPACE, f"usage/{tenant_id}/{event_id}")
 
 
+def price_book_id(tenant_id: str) -> UUID:
+    """The aggregate id of a tenant's price book history."""
+    return uuid5(BILLING_NAMESPACE, f"price-book/{tenant_id}")
+
+
 def tenant_settings_id(tenant_id: str) -> UUID:
     """The aggregate id of a tenant's billing settings."""
     return uuid5(BILLING_NAMESPACE, f"tenant-settings/{tenant_id}")

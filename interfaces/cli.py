@@ -181,6 +181,7 @@ def seed(  # noqa: PLR0913
             plan,
             metering=ws.metering,
             tenants=ws.tenants,
+            price_book=ws.price_book,
             clock=utc_now,
             progress=bar.update,
         )

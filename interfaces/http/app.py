@@ -28,6 +28,7 @@ from interfaces.http.metering import MeteringController
 from interfaces.http.observability import Metrics, RequestContextMiddleware
 from interfaces.http.ops import OpsController
 from interfaces.http.platform import PlatformController
+from interfaces.http.price_book import PriceBookAdminController, PriceBookOpsController
 from interfaces.http.system import SystemController
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -37,6 +38,8 @@ ROUTES: list[Any] = [
     AuditController,
     OpsController,
     PlatformController,
+    PriceBookOpsController,
+    PriceBookAdminController,
     SystemController,
     DashboardController,
 ]

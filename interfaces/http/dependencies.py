@@ -73,6 +73,7 @@ def dependencies(
         "clock": _value(lambda: services.clock),
         "audit_writer": _value(lambda: services.audit),
         "tenants": _value(lambda: ws.tenants),
+        "price_book": _value(lambda: ws.price_book),
         "projector": _value(lambda: ws.projector),
         "metrics": _value(lambda: metrics),
         "read_side": _value(read_side),

@@ -13,7 +13,7 @@ import msgspec
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 
 from application.audit.writer import AuditUnavailable
 from application.metering.app import ConcurrentCorrection, UsageNotFound
@@ -23,8 +23,11 @@ from application.metering.corrections import (
     InvalidCorrection,
     LedgerBehind,
 )
+from application.price_book import InvalidEffectiveFrom, NoPriceBook
 from application.projecting.rebuild import RebuildInProgress
 from domain.periods import InvalidPeriod
+from domain.price_book import CurrencyChanged
+from domain.pricing import InvalidPriceBook
 from domain.tenant_settings import InvalidSettings
 from domain.usage import UsageError
 from interfaces.http.params import InvalidParameter
@@ -111,6 +114,20 @@ def database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+def invalid_parameters(
+    _: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Any]:
+    """Litestar's own validation of a JSON body or parameter: name the field."""
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    first = problems[0] if problems and isinstance(problems[0], dict) else {}
+    message = str(first.get("message", ""))
+    if " - at `$" in message:  # msgspec's "Expected ..., got ... - at `$.path`"
+        return _error(400, field_error(message))
+    if first.get("key") and message:
+        return _error(400, f"{first['key']}: {message[:1].lower()}{message[1:]}")
+    return _error(400, str(exc.detail))
+
+
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Log the trace for us; tell the caller nothing about the internals."""
     if isinstance(exc, HTTPException):  # Litestar's own 4xx/5xx pass through as is
@@ -129,11 +146,16 @@ def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     Exception: unexpected,
+    ValidationException: invalid_parameters,
     MalformedBatch: malformed_batch,
     msgspec.ValidationError: invalid_body,
     msgspec.DecodeError: undecodable_body,
     InvalidCorrection: unprocessable,
     InvalidSettings: unprocessable,
+    InvalidPriceBook: unprocessable,
+    InvalidEffectiveFrom: unprocessable,
+    CurrencyChanged: conflict,
+    NoPriceBook: not_found,
     InvalidPeriod: bad_request,
     InvalidUsageQuery: bad_request,
     InvalidAuditQuery: bad_request,

@@ -12,9 +12,12 @@ from application.seeding import (
     SEND_DELAY,
     SeedPlan,
     SeedReport,
+    demo_price_book,
     generate_days,
+    history_start,
     seed,
 )
+from domain.periods import resolve_period
 from tests.oracle import read_model
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
@@ -36,8 +39,30 @@ def seed_plan(write_side: WriteSide) -> SeedReport:
         PLAN,
         metering=write_side.metering,
         tenants=write_side.tenants,
+        price_book=write_side.price_book,
         clock=lambda: NOW,
     )
+
+
+def test_every_seeded_tenant_has_a_price_book_with_tiers_from_its_first_period(
+    write_side: WriteSide,
+) -> None:
+    seed_plan(write_side)
+
+    for tenant, timezone in PLAN.tenant_list():
+        first_day = history_start(PLAN, NOW)
+        period = resolve_period(
+            "current",
+            now=first_day,
+            anchor_day=1,
+            timezone=timezone,
+            grace=timedelta(hours=72),
+        )
+        answer = write_side.price_book.get_price_book(tenant, period)
+        book = answer.version.book
+        assert book["currency"] == demo_price_book(tenant)["currency"]
+        assert any("tiers" in line for line in book["prices"])
+        assert answer.version.effective_from == period.start
 
 
 def test_a_seed_is_deterministic_and_stores_every_event_once(

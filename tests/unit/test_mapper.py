@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from application.store.mapper import MsgspecMapper
 from domain.audit import AuditRecord
+from domain.price_book import PriceBookHistory
 from domain.tenant_settings import BillingSettings, TenantBillingSettings
 from domain.usage import UsageRecord
 from tests.unit.builders import NOW, amend, recorded, void
@@ -103,6 +104,12 @@ def audit_events() -> list[Any]:
             "position": 5,
         },
         AuditRecord.ProjectionRebuildRequested: {"projection": "billing_usage_daily"},
+        AuditRecord.PriceBookChanged: {
+            "effective_from": "2026-11-01",
+            "currency": "EUR",
+            "prices": 2,
+            "position": 3,
+        },
     }
     return [
         AuditRecord.record(
@@ -118,9 +125,32 @@ def test_every_audit_record_type_is_covered() -> None:
     assert audited == set(AuditRecord.Recorded.__subclasses__())
 
 
+def price_book_events() -> list[Any]:
+    history = PriceBookHistory.start("t_acme", now=NOW)
+    history.set_version(
+        {
+            "currency": "EUR",
+            "prices": [
+                {
+                    "product_area": "ai",
+                    "unit": "token",
+                    "tiers": [
+                        {"up_to": "10", "unit_price": "0.5"},
+                        {"up_to": None, "unit_price": "0.25"},
+                    ],
+                },
+            ],
+        },
+        effective_from=date(2026, 11, 1),
+        actor_id="ops",
+        now=NOW,
+    )
+    return list(history.collect_events())
+
+
 @pytest.mark.parametrize(
     "event",
-    [*usage_events(), *settings_events(), *audit_events()],
+    [*usage_events(), *settings_events(), *audit_events(), *price_book_events()],
     ids=lambda e: type(e).__qualname__,
 )
 def test_an_event_round_trips_with_equal_values_and_exact_types(

@@ -1,4 +1,5 @@
-"""Price books: each tenant's prices, versioned by the billing period they start in."""
+"""Price books and budgets: each tenant's prices, versioned by the billing period
+they start in, and what it means to spend per period (in the book's currency)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,26 @@ from typing import Any, cast
 from eventsourcing.application import AggregateNotFoundError
 
 from application.store.event_store import BillingApplication
+from domain.budget import Budget, BudgetHistory, parse_amount
 from domain.periods import BillingPeriod, InvalidPeriod, resolve_period
 from domain.price_book import PriceBookHistory, PriceBookVersion
 from domain.pricing import parse_price_book, price_book_data
 from domain.tenant_settings import BillingSettings
-from domain.values import price_book_id
+from domain.values import InvalidValue, budget_id, price_book_id
 
 
 class NoPriceBook(LookupError):
     """The tenant has no price book in force for that period."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAnswer:
+    period: BillingPeriod
+    budget: Budget
+
+
+class InvalidBudget(ValueError):
+    """The amount breaks a rule; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +43,15 @@ class PriceBookAnswer:
 
 
 class InvalidEffectiveFrom(ValueError):
-    """effective_from is not the current or a future period."""
+    """effective_from (or a budget's period) is not the current or a future one."""
+
+
+class NoBudget(LookupError):
+    """No budget is set for that period."""
+
+
+class BudgetNeedsPriceBook(RuntimeError):
+    """A budget is in the price book's currency: set a price book first."""
 
 
 class PriceBookApp(BillingApplication):
@@ -51,7 +71,9 @@ class PriceBookApp(BillingApplication):
         """Validate and record a version from `effective_from` (`current` or a
         future `YYYY-MM`); returns it and the position reached."""
         book = price_book_data(parse_price_book(body))
-        period = _effective_period(body.get("effective_from"), calendar, now)
+        period = _coming_period(
+            body.get("effective_from"), "effective_from", calendar, now
+        )
         history = self._history(tenant_id) or PriceBookHistory.start(tenant_id, now=now)
         history.set_version(
             book, effective_from=period.start, actor_id=actor_id, now=now
@@ -65,6 +87,53 @@ class PriceBookApp(BillingApplication):
         if history is None:
             raise NoPriceBook("no price book has been set for this tenant")
         return self._answer(history, period)
+
+    def set_budget(  # noqa: PLR0913 - who, for when, how much, in which calendar
+        self,
+        tenant_id: str,
+        period_spec: Any,
+        amount: Any,
+        *,
+        calendar: BillingSettings,
+        actor_id: str,
+        now: datetime,
+    ) -> tuple[BudgetAnswer, int]:
+        """Set the budget of the current or a future period, in the currency of the
+        price book in force then; returns it and the position reached."""
+        period = _coming_period(period_spec, "period", calendar, now)
+        try:
+            currency = self.get_price_book(tenant_id, period).version.book["currency"]
+        except NoPriceBook:
+            raise BudgetNeedsPriceBook(
+                "amount: a budget is in the price book's currency; set a price book"
+                f" in force for {period.label} first (PUT /api/ops/price-book)"
+            ) from None
+        try:
+            value = parse_amount(amount, currency)
+        except InvalidValue as e:
+            raise InvalidBudget(f"amount: {e}") from None
+        history = self._budgets(tenant_id) or BudgetHistory.start(tenant_id, now=now)
+        history.set_budget(
+            period.start, value, currency=currency, actor_id=actor_id, now=now
+        )
+        recordings = self.save(history)
+        position = max((r.notification.id for r in recordings), default=0)
+        budget = history.of(period.start)
+        assert budget is not None
+        return BudgetAnswer(period, budget), position
+
+    def get_budget(self, tenant_id: str, period: BillingPeriod) -> BudgetAnswer:
+        history = self._budgets(tenant_id)
+        budget = history.of(period.start) if history else None
+        if budget is None:
+            raise NoBudget(f"no budget is set for the period {period.label}")
+        return BudgetAnswer(period, budget)
+
+    def _budgets(self, tenant_id: str) -> BudgetHistory | None:
+        try:
+            return cast(BudgetHistory, self.repository.get(budget_id(tenant_id)))
+        except AggregateNotFoundError:
+            return None
 
     def _answer(
         self, history: PriceBookHistory, period: BillingPeriod
@@ -83,14 +152,14 @@ class PriceBookApp(BillingApplication):
             return None
 
 
-def _effective_period(
-    value: Any, calendar: BillingSettings, now: datetime
+def _coming_period(
+    value: Any, field: str, calendar: BillingSettings, now: datetime
 ) -> BillingPeriod:
     """`current` (the default) or a future `YYYY-MM`, in the tenant's calendar."""
     spec = "current" if value is None else value
     if not isinstance(spec, str) or spec == "previous":
         raise InvalidEffectiveFrom(
-            "effective_from: must be 'current' or a future period YYYY-MM"
+            f"{field}: must be 'current' or a future period YYYY-MM"
         )
     try:
         period = resolve_period(spec, now=now, **_calendar(calendar))
@@ -101,8 +170,8 @@ def _effective_period(
     current = resolve_period("current", now=now, **_calendar(calendar))
     if period.start < current.start:
         raise InvalidEffectiveFrom(
-            f"effective_from: {period.label} has started already; a price book "
-            f"takes effect from the current period ({current.label}) or a later one"
+            f"{field}: {period.label} has started already; only the current period"
+            f" ({current.label}) or a later one can be set"
         )
     return period
 

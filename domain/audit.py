@@ -64,6 +64,12 @@ class AuditRecord(Aggregate):
     class ProjectionRebuildRequested(Recorded):
         projection: str
 
+    class BudgetChanged(Recorded):
+        period: str  # the start of the period it is for
+        amount: str
+        currency: str
+        position: int
+
     class PriceBookChanged(Recorded):
         effective_from: str  # the start of the first period it prices
         currency: str

@@ -163,6 +163,11 @@ def price_book_id(tenant_id: str) -> UUID:
     return uuid5(BILLING_NAMESPACE, f"price-book/{tenant_id}")
 
 
+def budget_id(tenant_id: str) -> UUID:
+    """The aggregate id of a tenant's budget history."""
+    return uuid5(BILLING_NAMESPACE, f"budget/{tenant_id}")
+
+
 def tenant_settings_id(tenant_id: str) -> UUID:
     """The aggregate id of a tenant's billing settings."""
     return uuid5(BILLING_NAMESPACE, f"tenant-settings/{tenant_id}")

@@ -20,6 +20,7 @@ from interfaces.http.audit import AuditController
 from interfaces.http.auth import BearerTokenMiddleware
 from interfaces.http.billing import BillingController
 from interfaces.http.bodies import JsonRequest
+from interfaces.http.budget import BudgetController
 from interfaces.http.dashboard import DashboardController
 from interfaces.http.dependencies import dependencies
 from interfaces.http.errors import EXCEPTION_HANDLERS
@@ -40,6 +41,7 @@ ROUTES: list[Any] = [
     PlatformController,
     PriceBookOpsController,
     PriceBookAdminController,
+    BudgetController,
     SystemController,
     DashboardController,
 ]

@@ -23,7 +23,13 @@ from application.metering.corrections import (
     InvalidCorrection,
     LedgerBehind,
 )
-from application.price_book import InvalidEffectiveFrom, NoPriceBook
+from application.price_book import (
+    BudgetNeedsPriceBook,
+    InvalidBudget,
+    InvalidEffectiveFrom,
+    NoBudget,
+    NoPriceBook,
+)
 from application.projecting.rebuild import RebuildInProgress
 from domain.periods import InvalidPeriod
 from domain.price_book import CurrencyChanged
@@ -156,6 +162,9 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     InvalidEffectiveFrom: unprocessable,
     CurrencyChanged: conflict,
     NoPriceBook: not_found,
+    NoBudget: not_found,
+    InvalidBudget: unprocessable,
+    BudgetNeedsPriceBook: conflict,
     InvalidPeriod: bad_request,
     InvalidUsageQuery: bad_request,
     InvalidAuditQuery: bad_request,

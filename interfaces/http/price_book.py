@@ -87,6 +87,14 @@ def price_book_out(tenant_id: str, answer: PriceBookAnswer) -> PriceBookOut:
     )
 
 
+async def tenant_period(
+    tenant_id: str, period: str | None, tenants: TenantSettingsApp, now: datetime
+) -> BillingPeriod:
+    """`period` (current by default) in the tenant's calendar."""
+    calendar = await anyio.to_thread.run_sync(tenants.get_settings, tenant_id)
+    return _period(period or "current", calendar, now)
+
+
 async def _read(
     tenant_id: str,
     period: str | None,
@@ -94,8 +102,7 @@ async def _read(
     tenants: TenantSettingsApp,
     now: datetime,
 ) -> PriceBookOut:
-    calendar = await anyio.to_thread.run_sync(tenants.get_settings, tenant_id)
-    asked = _period(period or "current", calendar, now)
+    asked = await tenant_period(tenant_id, period, tenants, now)
     answer = await anyio.to_thread.run_sync(price_book.get_price_book, tenant_id, asked)
     return price_book_out(tenant_id, answer)
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from application.store.mapper import MsgspecMapper
 from domain.audit import AuditRecord
+from domain.budget import BudgetHistory
 from domain.price_book import PriceBookHistory
 from domain.tenant_settings import BillingSettings, TenantBillingSettings
 from domain.usage import UsageRecord
@@ -104,6 +105,12 @@ def audit_events() -> list[Any]:
             "position": 5,
         },
         AuditRecord.ProjectionRebuildRequested: {"projection": "billing_usage_daily"},
+        AuditRecord.BudgetChanged: {
+            "period": "2026-11-01",
+            "amount": "30000",
+            "currency": "EUR",
+            "position": 4,
+        },
         AuditRecord.PriceBookChanged: {
             "effective_from": "2026-11-01",
             "currency": "EUR",
@@ -145,7 +152,11 @@ def price_book_events() -> list[Any]:
         actor_id="ops",
         now=NOW,
     )
-    return list(history.collect_events())
+    budgets = BudgetHistory.start("t_acme", now=NOW)
+    budgets.set_budget(
+        date(2026, 11, 1), Decimal("30000.5"), currency="EUR", actor_id="a", now=NOW
+    )
+    return [*history.collect_events(), *budgets.collect_events()]
 
 
 @pytest.mark.parametrize(

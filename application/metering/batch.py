@@ -61,6 +61,8 @@ class IngestOut(msgspec.Struct):
     rejected: int
     position: int
     results: list[EventResult]
+    # Pass to a read as `min_positions` to see these events (read-your-writes).
+    min_positions: str = ""
 
 
 class MalformedBatch(ValueError):

@@ -106,4 +106,5 @@ def answer(
         rejected=len(rejections),
         position=recorded.position,
         results=results,
+        min_positions=f"metering:{recorded.position}",
     )

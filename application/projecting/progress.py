@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -24,6 +24,24 @@ if TYPE_CHECKING:
     from application.projecting.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+# The event stores a read can wait for (`min_positions`), by application name.
+UPSTREAMS = ("metering", "tenant_settings", "price_book", "audit")
+
+
+def parse_positions(text: str) -> dict[str, int]:
+    """`metering:120,tenant_settings:4` -> {"metering": 120, "tenant_settings": 4};
+    raises ValueError naming what is wrong."""
+    positions: dict[str, int] = {}
+    for part in text.split(","):
+        name, _, number = part.strip().partition(":")
+        if name not in UPSTREAMS:
+            raise ValueError(f"unknown upstream {name!r}; use {', '.join(UPSTREAMS)}")
+        if not (number.isascii() and number.isdigit()) or len(number) > 18:
+            raise ValueError(f"{name}: position must be a non-negative integer")
+        positions[name] = max(positions.get(name, 0), int(number))
+    return positions
 
 
 def progress_channel(schema: str) -> str:
@@ -95,17 +113,23 @@ class PositionWatcher:
                 await self._task
 
     async def wait_until(
-        self, read_position: Callable[[], Awaitable[int]], position: int, timeout: float
-    ) -> int:
-        """Return once `read_position()` >= position, or at the timeout (then the
-        caller answers with what it has, and its position says so)."""
+        self,
+        read_positions: Callable[[], Awaitable[Mapping[str, int]]],
+        wanted: Mapping[str, int],
+        timeout: float,
+    ) -> bool:
+        """Return True once every upstream in `wanted` has reached its position in
+        `read_positions()`, or False at the timeout (then the caller answers with
+        what it has, and its positions say so)."""
         deadline = time.monotonic() + timeout
         while True:
             moved = self._moved  # taken before reading, so no wake-up is missed
-            current = await read_position()
+            current = await read_positions()
+            if all(current.get(name, 0) >= p for name, p in wanted.items()):
+                return True
             remaining = deadline - time.monotonic()
-            if current >= position or remaining <= 0:
-                return current
+            if remaining <= 0:
+                return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), remaining)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,11 @@ class ExportService:
         principal: Principal,
         query: UsageQuery,
         *,
-        min_position: int | None,
+        min_positions: Mapping[str, int] | None,
         request_id: str,
     ) -> ExportedFile:
         """Write the CSV to the export store, audit it, and say where it is."""
-        await self.usage.wait_for(min_position)
+        await self.usage.wait_for(min_positions)
         export_id = uuid4()
         file_key = f"{principal.tenant_id}/{export_id}.csv"
         path = self.export_dir / file_key

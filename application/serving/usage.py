@@ -6,6 +6,7 @@ audit write fails, the request fails and nothing is served.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
 from application.tokens import Principal
 from domain.audit import AuditRecord
+from projections.usage_daily.postgres import UsageDailyProjection
 from projections.usage_daily.query import UsageQuery
 from projections.usage_daily.reader import UsageReader
 from projections.usage_daily.rows import Snapshot, UsageData, UsagePeriod, UsageTotal
@@ -76,11 +78,11 @@ class UsageService:
         principal: Principal,
         query: UsageQuery,
         *,
-        min_position: int | None,
+        min_positions: Mapping[str, int] | None,
         request_id: str,
     ) -> tuple[bytes, bool]:
         """The encoded answer, and whether it came from the cache."""
-        await self.wait_for(min_position)
+        await self.wait_for(min_positions)
         now = self.clock()
         async with self.pool.connection() as conn:
             # One statement (its own snapshot) says where the read model is; a
@@ -105,16 +107,23 @@ class UsageService:
         await self._audit_view(principal, query, snapshot, row_count, request_id)
         return self._envelope(query, snapshot, parts), cached is not None
 
-    async def wait_for(self, min_position: int | None) -> None:
-        """Wait briefly until the read model reaches `min_position` (if given)."""
-        if min_position:
+    async def wait_for(self, wanted: Mapping[str, int] | None) -> None:
+        """Wait briefly until the read model has processed each upstream it
+        follows up to the position asked (positions of others do not matter
+        to its answer)."""
+        followed = {
+            name: position
+            for name, position in (wanted or {}).items()
+            if name in UsageDailyProjection.upstreams and position > 0
+        }
+        if followed:
             await self.watcher.wait_until(
-                self._live_position, min_position, self.max_wait_seconds
+                self._live_positions, followed, self.max_wait_seconds
             )
 
-    async def _live_position(self) -> int:
+    async def _live_positions(self) -> dict[str, int]:
         async with self.pool.connection() as conn:
-            return await self.reader.live_position(conn)
+            return await self.reader.live_positions(conn)
 
     def _key(self, query: UsageQuery, snapshot: Snapshot) -> str:
         # Everything the data depends on: tenant, the live copy (version, and

@@ -21,7 +21,7 @@ from application.serving.usage import UsageOut
 from application.tokens import Principal
 from interfaces.http.auth import requires_role
 from interfaces.http.dependencies import Billing
-from interfaces.http.params import parse_limit, parse_position, request_id
+from interfaces.http.params import parse_limit, parse_min_positions, request_id
 from projections.usage_daily.query import UsageQuery
 
 
@@ -41,7 +41,8 @@ def usage_query(  # noqa: PLR0913 - one argument per query parameter
     product_area: str | None,
     group_by: str | None,
     min_position: str | None,
-) -> tuple[UsageQuery, int | None]:
+    min_positions: str | None,
+) -> tuple[UsageQuery, dict[str, int]]:
     """The five usage query parameters, read alike for the view and the export."""
     query = UsageQuery.parse(
         request.user.tenant_id,
@@ -50,7 +51,7 @@ def usage_query(  # noqa: PLR0913 - one argument per query parameter
         product_area=product_area,
         group_by=group_by,
     )
-    return query, parse_position(min_position)
+    return query, parse_min_positions(min_position, min_positions)
 
 
 class ExportOut(msgspec.Struct):
@@ -82,16 +83,23 @@ class BillingController(Controller):
         product_area: FromQuery[str | None] = None,
         group_by: FromQuery[str | None] = None,
         min_position: FromQuery[str | None] = None,
+        min_positions: FromQuery[str | None] = None,
     ) -> Response[UsageOut]:
         """`period` is current, previous or YYYY-MM (the month a period starts in,
         tenant calendar). `group_by` is any of day, product_area, workspace (comma
         separated; all three by default). `min_position` waits briefly for the
         read model to reach an ingest response's position."""
-        query, position = usage_query(
-            request, period, workspace_id, product_area, group_by, min_position
+        query, wanted = usage_query(
+            request,
+            period,
+            workspace_id,
+            product_area,
+            group_by,
+            min_position,
+            min_positions,
         )
         body, hit = await billing.usage.view(
-            request.user, query, min_position=position, request_id=request_id(request)
+            request.user, query, min_positions=wanted, request_id=request_id(request)
         )
         billing.metrics.cache.labels("hit" if hit else "miss").inc()
         return Response(
@@ -114,14 +122,21 @@ class BillingController(Controller):
         product_area: FromQuery[str | None] = None,
         group_by: FromQuery[str | None] = None,
         min_position: FromQuery[str | None] = None,
+        min_positions: FromQuery[str | None] = None,
     ) -> Stream:
         """Columns: workspace_id, product_area, usage_date, unit, quantity,
         source_event_count. The bytes are kept under X-Export-File-Key."""
-        query, position = usage_query(
-            request, period, workspace_id, product_area, group_by, min_position
+        query, wanted = usage_query(
+            request,
+            period,
+            workspace_id,
+            product_area,
+            group_by,
+            min_position,
+            min_positions,
         )
         exported = await billing.exports.export(
-            request.user, query, min_position=position, request_id=request_id(request)
+            request.user, query, min_positions=wanted, request_id=request_id(request)
         )
         return Stream(
             file_chunks(exported.path),

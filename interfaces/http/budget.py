@@ -38,6 +38,7 @@ class BudgetOut(msgspec.Struct, omit_defaults=True):
     set_by: str
     set_at: datetime
     position: int | None = None  # after a change: the price-book position
+    min_positions: str | None = None  # after a change: pass to reads to see it
 
 
 def budget_out(tenant_id: str, answer: BudgetAnswer) -> BudgetOut:
@@ -113,4 +114,5 @@ class BudgetController(Controller):
             )
         )
         out.position = position
+        out.min_positions = f"price_book:{position}"
         return out

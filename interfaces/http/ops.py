@@ -37,6 +37,7 @@ class SettingsOut(msgspec.Struct, omit_defaults=True):
     grace_hours: int
     acceptance_window_days: int
     position: int | None = None  # after a change: the tenant-settings position
+    min_positions: str | None = None  # after a change: pass to reads to see it
 
 
 class SettingsChangeIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,4 +105,5 @@ class OpsController(Controller):
         )
         out = _settings_out(principal.tenant_id, wanted)
         out.position = position
+        out.min_positions = f"tenant_settings:{position}"
         return out

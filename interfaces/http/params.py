@@ -13,6 +13,7 @@ from typing import Any
 
 from litestar import Request
 
+from application.projecting.progress import parse_positions
 from domain.values import InvalidValue, as_utc
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
@@ -28,6 +29,23 @@ def parse_position(value: str | None, field: str = "min_position") -> int | None
     if _DIGITS.fullmatch(value) is None:
         raise InvalidParameter(f"{field}: must be a non-negative integer")
     return int(value)
+
+
+def parse_min_positions(
+    min_position: str | None, min_positions: str | None
+) -> dict[str, int]:
+    """What a read waits for: `min_position` (metering, as an ingest answers it)
+    and `min_positions` (`metering:120,tenant_settings:4`, as writes answer)."""
+    wanted: dict[str, int] = {}
+    if min_positions:
+        try:
+            wanted = parse_positions(min_positions)
+        except ValueError as e:
+            raise InvalidParameter(f"min_positions: {e}") from None
+    metering = parse_position(min_position)
+    if metering is not None:
+        wanted["metering"] = max(wanted.get("metering", 0), metering)
+    return wanted
 
 
 def parse_limit(value: str | None, *, default: int = 50, maximum: int = 500) -> int:

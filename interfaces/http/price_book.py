@@ -66,6 +66,7 @@ class PriceBookOut(msgspec.Struct, omit_defaults=True):
     set_at: datetime
     versions: list[PriceBookChange]  # every version, in the order they were set
     position: int | None = None  # after a change: the price-book position
+    min_positions: str | None = None  # after a change: pass to reads to see it
 
 
 def price_book_out(tenant_id: str, answer: PriceBookAnswer) -> PriceBookOut:
@@ -173,6 +174,7 @@ class PriceBookOpsController(Controller):
         )
         out = price_book_out(principal.tenant_id, answer)
         out.position = position
+        out.min_positions = f"price_book:{position}"
         return out
 
 

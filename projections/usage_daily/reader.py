@@ -86,11 +86,10 @@ class UsageReader:
             version, table, position, settings_position, head, period, as_of, now
         )
 
-    async def live_position(self, conn: AsyncConnection[Any]) -> int:
-        """How far the live daily rows have processed the metering history."""
-        cur = await conn.execute(_LIVE_POSITION_SQL, prepare=True)
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
+    async def live_positions(self, conn: AsyncConnection[Any]) -> dict[str, int]:
+        """How far the live daily rows have processed each upstream they follow."""
+        cur = await conn.execute(_LIVE_POSITIONS_SQL, prepare=True)
+        return {str(name): int(position) for name, position in await cur.fetchall()}
 
     async def data(
         self, conn: AsyncConnection[Any], query: UsageQuery, snapshot: Snapshot
@@ -272,8 +271,8 @@ def _snapshot_sql(events_table: str) -> Composed:
     )
 
 
-_LIVE_POSITION_SQL = SQL(
-    "SELECT notification_id FROM {tracking} WHERE application_name = 'metering'"
+_LIVE_POSITIONS_SQL = SQL(
+    "SELECT application_name, notification_id FROM {tracking}"
 ).format(tracking=_TABLES["tracking"])
 
 _TOTALS_SQL = SQL(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -319,3 +320,58 @@ def test_the_rollout_flag_hides_billing_from_tenants_outside_the_cohort(
     assert outside.json()["detail"] == "billing usage is not enabled for this tenant"
     assert inside.status_code == 200
     assert member.status_code == 403
+
+
+def test_a_read_waits_for_a_settings_change_with_min_positions(
+    client: TestClient[Any], settings: Settings
+) -> None:
+    """Read-your-writes across upstreams: a read given the PATCH's min_positions
+    waits until the read model has the new calendar (here: until the test lets
+    the projection run), then shows it."""
+    projector = client.app.state.services.write_side.projector
+    ingest(client, settings, [event("e1")])
+    projector.advance_all()
+    changed = client.patch(
+        "/api/ops/settings",
+        json={"period_anchor_day": 15},
+        headers=auth(settings, "t_acme", "ops"),
+    ).json()
+    answers: list[Any] = []
+
+    def read() -> None:
+        answers.append(
+            client.get(
+                "/api/billing/usage",
+                params={"min_positions": changed["min_positions"]},
+                headers=auth(settings, "t_acme", "admin"),
+            ).json()
+        )
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    projector.advance_all()  # the settings change reaches the read model
+    reader.join(timeout=30)
+
+    assert changed["min_positions"] == f"tenant_settings:{changed['position']}"
+    assert answers[0]["period"]["start"].endswith("-15")
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("nope:1", "min_positions: unknown upstream 'nope'"),
+        ("metering:x", "min_positions: metering: position must be"),
+        ("metering:\u00b2", "min_positions: metering: position must be"),
+    ],
+)
+def test_a_bad_min_positions_is_a_400_naming_it(
+    client: TestClient[Any], settings: Settings, value: str, detail: str
+) -> None:
+    response = client.get(
+        "/api/billing/usage",
+        params={"min_positions": value},
+        headers=auth(settings, "t_acme", "admin"),
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(detail)

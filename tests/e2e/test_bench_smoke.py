@@ -13,6 +13,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = {
+    "forecast_method.py": [
+        "median APE day  1, ours",
+        "median APE day  1, linear pace",
+        "ours / linear pace, day  7",
+        "80% interval coverage day  1",
+        "forecast_quantity, one call",
+    ],
     "ingest.py": [
         "ingest over HTTP, sustained",
         "batch latency",

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -130,10 +131,7 @@ class PriceBookApp(BillingApplication):
         return BudgetAnswer(period, budget)
 
     def _budgets(self, tenant_id: str) -> BudgetHistory | None:
-        try:
-            return cast(BudgetHistory, self.repository.get(budget_id(tenant_id)))
-        except AggregateNotFoundError:
-            return None
+        return cast(BudgetHistory | None, self._get(budget_id(tenant_id)))
 
     def _answer(
         self, history: PriceBookHistory, period: BillingPeriod
@@ -146,8 +144,12 @@ class PriceBookApp(BillingApplication):
         return PriceBookAnswer(period, version, list(history.versions))
 
     def _history(self, tenant_id: str) -> PriceBookHistory | None:
+        return cast(PriceBookHistory | None, self._get(price_book_id(tenant_id)))
+
+    def _get(self, aggregate_id: UUID) -> Any:
+        """The aggregate, or None if it was never created."""
         try:
-            return cast(PriceBookHistory, self.repository.get(price_book_id(tenant_id)))
+            return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
 

@@ -18,9 +18,9 @@ from application.price_book import BudgetAnswer, PriceBookApp
 from application.tenants import TenantSettingsApp
 from domain.audit import AuditRecord
 from domain.values import decimal_text
+from interfaces.http.audited import record_change
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.billing import requires_enabled_tenant
-from interfaces.http.params import request_id
 from interfaces.http.price_book import tenant_period
 
 
@@ -100,18 +100,14 @@ class BudgetController(Controller):
             )
         )
         out = budget_out(principal.tenant_id, answer)
-        await anyio.to_thread.run_sync(
-            partial(
-                audit_writer.write,
-                AuditRecord.BudgetChanged,
-                tenant_id=principal.tenant_id,
-                actor_id=principal.subject,
-                request_id=request_id(request),
-                period=out.period_start.isoformat(),
-                amount=out.amount,
-                currency=out.currency,
-                position=position,
-            )
+        await record_change(
+            audit_writer,
+            request,
+            AuditRecord.BudgetChanged,
+            period=out.period_start.isoformat(),
+            amount=out.amount,
+            currency=out.currency,
+            position=position,
         )
         out.position = position
         out.min_positions = f"price_book:{position}"

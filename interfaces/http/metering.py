@@ -14,6 +14,7 @@ from litestar.params import JSONBody
 from application.metering.batch import IngestOut, MeteringEventIn
 from application.metering.corrections import CorrectionIn, CorrectionOut
 from domain.audit import AuditRecord
+from interfaces.http.audited import record_change
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.bodies import decode_body
 from interfaces.http.dependencies import Metering
@@ -94,19 +95,15 @@ class MeteringController(Controller):
         response = await anyio.to_thread.run_sync(
             partial(metering.ingestor.ingest, principal.tenant_id, body, backfill=True)
         )
-        await anyio.to_thread.run_sync(
-            partial(
-                metering.audit_writer.write,
-                AuditRecord.BackfillRecorded,
-                tenant_id=principal.tenant_id,
-                actor_id=principal.subject,
-                request_id=request_id(request),
-                accepted=response.accepted,
-                duplicates=response.duplicates,
-                conflicts=response.conflicts,
-                rejected=response.rejected,
-                position=response.position,
-            )
+        await record_change(
+            metering.audit_writer,
+            request,
+            AuditRecord.BackfillRecorded,
+            accepted=response.accepted,
+            duplicates=response.duplicates,
+            conflicts=response.conflicts,
+            rejected=response.rejected,
+            position=response.position,
         )
         _count(metering.metrics, response, "backfill")
         return response

@@ -8,7 +8,6 @@ freshness at GET /api/ops/freshness instead.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import anyio
@@ -22,9 +21,9 @@ from application.projecting.failures import Failure
 from application.projecting.projector import Projector
 from application.projecting.status import ProjectionStatus
 from domain.audit import AuditRecord
+from interfaces.http.audited import record_change
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.errors import UnknownProjection
-from interfaces.http.params import request_id
 
 
 class UpstreamPosition(msgspec.Struct):
@@ -160,16 +159,11 @@ class PlatformController(Controller):
         if name not in projector.projections:
             raise UnknownProjection(f"name: no read model called {name!r}")
         await anyio.to_thread.run_sync(projector.request_rebuild, name)
-        principal = request.user
-        await anyio.to_thread.run_sync(
-            partial(
-                audit_writer.write,
-                AuditRecord.ProjectionRebuildRequested,
-                tenant_id=principal.tenant_id,
-                actor_id=principal.subject,
-                request_id=request_id(request),
-                projection=name,
-            )
+        await record_change(
+            audit_writer,
+            request,
+            AuditRecord.ProjectionRebuildRequested,
+            projection=name,
         )
         status = await anyio.to_thread.run_sync(projector.status_of, name)
         return RebuildOut(name, "requested", status.state, rebuild_note(status))

@@ -23,9 +23,9 @@ from application.tenants import TenantSettingsApp
 from domain.audit import AuditRecord
 from domain.periods import BillingPeriod, resolve_period
 from domain.tenant_settings import BillingSettings
+from interfaces.http.audited import record_change
 from interfaces.http.auth import Principal, requires_role
 from interfaces.http.billing import requires_enabled_tenant
-from interfaces.http.params import request_id
 
 
 class Tier(msgspec.Struct, forbid_unknown_fields=True):
@@ -159,18 +159,14 @@ class PriceBookOpsController(Controller):
                 now=now,
             )
         )
-        await anyio.to_thread.run_sync(
-            partial(
-                audit_writer.write,
-                AuditRecord.PriceBookChanged,
-                tenant_id=principal.tenant_id,
-                actor_id=principal.subject,
-                request_id=request_id(request),
-                effective_from=answer.period.start.isoformat(),
-                currency=answer.version.book["currency"],
-                prices=len(answer.version.book["prices"]),
-                position=position,
-            )
+        await record_change(
+            audit_writer,
+            request,
+            AuditRecord.PriceBookChanged,
+            effective_from=answer.period.start.isoformat(),
+            currency=answer.version.book["currency"],
+            prices=len(answer.version.book["prices"]),
+            position=position,
         )
         out = price_book_out(principal.tenant_id, answer)
         out.position = position

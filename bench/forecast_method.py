@@ -50,6 +50,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--series", type=int, default=24, help="per process")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="a tiny run")
+    parser.add_argument(
+        "--pool",
+        action="store_true",
+        help="print domain/forecast_pool.py: the pooled residuals' percentiles"
+        " (run it with a seed other than the backtest's, e.g. --seed 101)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.series = 3
@@ -311,8 +317,41 @@ def print_processes(report: Report, cases: list[Case]) -> None:
         report.note(f"{name:<18} " + "  ".join(parts))
 
 
+def print_pool(args: argparse.Namespace) -> None:
+    """The 1st..99th percentiles of every series' residuals over every period:
+    the band a tenant without enough backtests of its own is given."""
+    starts = [add_months(FIRST, k) for k in range(PERIODS)]
+    days = [
+        FIRST + timedelta(days=i)
+        for i in range((add_months(starts[-1], 1) - FIRST).days)
+    ]
+    pooled = sorted(
+        r
+        for _, h in histories(args, days)
+        for start in starts
+        for r in backtest_residuals(h, [start], CHECKPOINTS)
+    )
+    cuts = [pooled[min(len(pooled) - 1, len(pooled) * k // 100)] for k in range(1, 100)]
+    print(
+        '"""Pooled backtest residuals: the 1st to 99th percentiles of'
+        f" {len(pooled):,} residuals\nof synthetic tenants (every process of"
+        f" bench/forecast_method.py, {args.series} series\neach, seed {args.seed})."
+        " A series with fewer own residuals than OWN_RESIDUALS is\ncalibrated on"
+        " these. Regenerate: python bench/forecast_method.py --pool"
+        f" --seed {args.seed}\n"
+        '"""\n'
+    )
+    print("POOLED_RESIDUALS = (")
+    for value in cuts:
+        print(f"    {value:.4f},")
+    print(")")
+
+
 def main() -> None:
     args = arguments()
+    if args.pool:
+        print_pool(args)
+        return
     report = Report("forecast method backtest (no services)")
     report.setup(
         f"{len(PROCESSES)} processes x {args.series} series, {PERIODS} monthly "

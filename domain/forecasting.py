@@ -194,7 +194,7 @@ def forecast_quantity(
     seen = _observe(history, progress)
     if not seen.remaining:
         total = seen.to_date
-        return QuantityForecast(total, total, total, total, "closed", 0, False)
+        return QuantityForecast(total, total, total, total, "actuals", 0, False)
     projection = _project(seen)
     low, middle, high = _band(residuals)
     scarce = len(residuals) < MIN_RESIDUALS

@@ -71,7 +71,7 @@ def test_a_closed_period_answers_its_actuals_with_a_zero_width_interval() -> Non
 
     assert forecast.to_date == D(3100)
     assert forecast.p10 == forecast.p50 == forecast.p90 == D(3100)
-    assert forecast.method == "closed"
+    assert forecast.method == "actuals"
 
 
 def test_the_last_day_of_a_period_complete_closes_it() -> None:
@@ -79,7 +79,7 @@ def test_the_last_day_of_a_period_complete_closes_it() -> None:
 
     forecast = forecast_quantity(history, progress(day(31), 1.0))
 
-    assert (forecast.method, forecast.p90) == ("closed", D(3100))
+    assert (forecast.method, forecast.p90) == ("actuals", D(3100))
 
 
 def test_a_flat_series_forecasts_its_own_total_closely() -> None:
@@ -302,7 +302,7 @@ def test_quantiles_are_ordered_and_never_below_the_quantity_so_far(
     ]
     assert forecast.to_date == sum(inside, D(0))
     assert forecast.to_date <= forecast.p10 <= forecast.p50 <= forecast.p90
-    if forecast.method == "closed":
+    if forecast.method == "actuals":
         assert forecast.p10 == forecast.p90 == forecast.to_date
 
 

@@ -30,14 +30,17 @@ from application.projecting.projector import Projector
 from application.serving.audit import AuditReader
 from application.serving.cache import UsageCache
 from application.serving.exports import ExportService
+from application.serving.forecast import ForecastService
 from application.serving.usage import UsageService
 from application.settings import Settings
 from application.store.database import connect, ensure_database
 from application.store.waits import RECONNECT_GIVE_UP_SECONDS, bound_pool
 from application.tenants import TenantSettingsApp
+from application.time_passing import ClockApp
 from application.tokens import TokenVerifier
 from projections.audit_log.postgres import AuditLogProjection
 from projections.base import Projection
+from projections.forecast.postgres import ForecastProjection
 from projections.usage_daily.ledger import LedgerReader
 from projections.usage_daily.postgres import UsageDailyProjection
 from projections.usage_daily.reader import UsageReader
@@ -45,7 +48,12 @@ from projections.usage_exports.postgres import UsageExportsProjection
 
 PROJECTIONS: dict[str, Projection] = {
     p.name: p
-    for p in (UsageDailyProjection(), UsageExportsProjection(), AuditLogProjection())
+    for p in (
+        UsageDailyProjection(),
+        UsageExportsProjection(),
+        AuditLogProjection(),
+        ForecastProjection(),
+    )
 }
 
 
@@ -58,6 +66,7 @@ class WriteSide:
     tenants: TenantSettingsApp
     price_book: PriceBookApp
     audit: AuditApp
+    clock: ClockApp
     projector: Projector
 
     @property
@@ -67,7 +76,13 @@ class WriteSide:
 
     def close(self) -> None:
         self.projector.close()
-        for app in (self.metering, self.tenants, self.price_book, self.audit):
+        for app in (
+            self.metering,
+            self.tenants,
+            self.price_book,
+            self.audit,
+            self.clock,
+        ):
             app.close()
 
 
@@ -85,7 +100,10 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
         tenants = TenantSettingsApp(settings, create_table=create_tables)
         price_book = PriceBookApp(settings, create_table=create_tables)
         audit = AuditApp(settings, create_table=create_tables)
-        upstreams = {app.name: app for app in (metering, tenants, audit)}
+        clock = ClockApp(settings, create_table=create_tables)
+        upstreams = {
+            app.name: app for app in (metering, tenants, audit, price_book, clock)
+        }
         projector = Projector(settings, PROJECTIONS, upstreams)
         if create_tables:
             projector.ensure_tables()
@@ -93,7 +111,7 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
                 conn.execute(
                     append_function_ddl(settings.db_schema, audit.events_table)
                 )
-    return WriteSide(settings, metering, tenants, price_book, audit, projector)
+    return WriteSide(settings, metering, tenants, price_book, audit, clock, projector)
 
 
 @contextmanager
@@ -170,6 +188,7 @@ class ReadSide:
     async_audit: AsyncAuditWriter
     usage: UsageService
     exports: ExportService
+    forecast: ForecastService
     audit_reader: AuditReader
 
     async def close(self) -> None:
@@ -229,6 +248,14 @@ async def open_read_side(services: Services) -> ReadSide:
         clock=clock,
         max_wait_seconds=settings.max_read_wait_seconds,
     )
+    forecast = ForecastService(
+        read_pool,
+        cache,
+        async_audit,
+        watcher,
+        clock=clock,
+        max_wait_seconds=settings.max_read_wait_seconds,
+    )
     return ReadSide(
         read_pool,
         write_pool,
@@ -237,6 +264,7 @@ async def open_read_side(services: Services) -> ReadSide:
         async_audit,
         usage,
         ExportService(usage, settings.export_dir),
+        forecast,
         AuditReader(read_pool),
     )
 

@@ -40,6 +40,8 @@ class Settings:
     max_read_wait_seconds: float = 5.0
     projection_batch_size: int = 5_000
     projection_tick_seconds: float = 5.0
+    # How often the workers record that time has passed (the forecast moves on it).
+    clock_tick_seconds: float = 300.0
     db_pool_size: int = 8
     # Bounds on every wait for PostgreSQL, so an outage answers 503 promptly.
     db_connect_timeout_seconds: int = 2  # libpq connect_timeout (its minimum is 2)
@@ -133,6 +135,7 @@ class Settings:
             projection_tick_seconds=_number(
                 env, "BILLING_PROJECTION_TICK_SECONDS", 5.0
             ),
+            clock_tick_seconds=_number(env, "BILLING_CLOCK_TICK_SECONDS", 300.0),
             db_pool_size=_whole(env, "BILLING_DB_POOL_SIZE", 8),
             db_connect_timeout_seconds=_whole(
                 env,

@@ -28,6 +28,12 @@ class AuditRecord(Aggregate):
         position: int
         row_count: int
 
+    class ForecastViewed(Recorded):
+        period: dict[str, Any]
+        filters: dict[str, Any]
+        positions: dict[str, int]  # of each upstream the answer reflects
+        sha256: str  # of the JSON body served
+
     class UsageExported(Recorded):
         export_id: UUID
         period: dict[str, Any]

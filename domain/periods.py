@@ -97,6 +97,15 @@ def resolve_period(
         return current
     if spec == "previous":
         return current.previous()
+    year, month = check_period_spec(spec)
+    return period_starting(date(year, month, anchor_day), timezone, grace)
+
+
+def check_period_spec(spec: str) -> tuple[int, int]:
+    """Check `current`, `previous` or `YYYY-MM` (raises InvalidPeriod naming the
+    parameter); the year and month of a YYYY-MM, else (0, 0)."""
+    if spec in ("current", "previous"):
+        return 0, 0
     match = _PERIOD_LABEL.fullmatch(spec)
     if match is None:
         raise InvalidPeriod(
@@ -105,4 +114,4 @@ def resolve_period(
     year, month = int(match[1]), int(match[2])
     if not 1 <= month <= 12 or not 2000 <= year <= 2100:
         raise InvalidPeriod("period: must be a real month between 2000-01 and 2100-12")
-    return period_starting(date(year, month, anchor_day), timezone, grace)
+    return year, month

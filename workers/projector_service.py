@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from application.clock import utc_now
 from application.projecting.daemon import ProjectionDaemon
+from application.time_passing import Ticker
 from workers.broker import settings
 from workers.runtime import write_side
 
@@ -21,10 +24,16 @@ class ProjectorService(Middleware):
         self.daemon: ProjectionDaemon | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        ticker = Ticker(
+            write_side().clock,
+            utc_now,
+            timedelta(seconds=settings.clock_tick_seconds),
+        )
         self.daemon = ProjectionDaemon(
             write_side().projector,
             tick_seconds=settings.projection_tick_seconds,
             on_rebuild_requested=self.on_rebuild_requested,
+            on_cycle=ticker.tick_if_due,
         )
         self.daemon.start()
 

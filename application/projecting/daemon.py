@@ -34,8 +34,10 @@ class ProjectionDaemon:
         *,
         tick_seconds: float,
         on_rebuild_requested: Callable[[str], None],
+        on_cycle: Callable[[], object] | None = None,
     ) -> None:
         self.projector = projector
+        self.on_cycle = on_cycle  # e.g. record that time has passed
         self.settings = projector.runtime.settings
         self.tick_seconds = tick_seconds
         self.on_rebuild_requested = on_rebuild_requested
@@ -80,6 +82,8 @@ class ProjectionDaemon:
         # Rebuild requests first: a read model that fails to advance must not
         # keep its own rebuild from being started.
         projector = self.projector
+        if self.on_cycle:
+            self.on_cycle()
         now = time.monotonic()
         for name in projector.registry.requested_rebuilds():
             if now - self._rebuilds_sent.get(name, -1e9) > self.RESEND_REBUILD_AFTER:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 # The event stores a read can wait for (`min_positions`), by application name.
-UPSTREAMS = ("metering", "tenant_settings", "price_book", "audit")
+UPSTREAMS = ("metering", "tenant_settings", "price_book", "audit", "clock")
 
 
 def parse_positions(text: str) -> dict[str, int]:

@@ -24,6 +24,7 @@ from interfaces.http.budget import BudgetController
 from interfaces.http.dashboard import DashboardController
 from interfaces.http.dependencies import dependencies
 from interfaces.http.errors import EXCEPTION_HANDLERS
+from interfaces.http.forecast import ForecastController
 from interfaces.http.limits import HeaderLimitMiddleware
 from interfaces.http.metering import MeteringController
 from interfaces.http.observability import Metrics, RequestContextMiddleware
@@ -42,6 +43,7 @@ ROUTES: list[Any] = [
     PriceBookOpsController,
     PriceBookAdminController,
     BudgetController,
+    ForecastController,
     SystemController,
     DashboardController,
 ]

@@ -25,6 +25,7 @@ from application.metering.corrections import Corrections
 from application.metering.ingestor import Ingestor
 from application.serving.audit import AuditReader
 from application.serving.exports import ExportService
+from application.serving.forecast import ForecastService
 from application.serving.usage import UsageService
 from interfaces.http.observability import Metrics
 
@@ -35,6 +36,7 @@ class Billing:
 
     usage: UsageService
     exports: ExportService
+    forecast: ForecastService
     audit_reader: AuditReader
     metrics: Metrics
 
@@ -64,7 +66,7 @@ def dependencies(
 
     def billing() -> Billing:
         rs = read_side()
-        return Billing(rs.usage, rs.exports, rs.audit_reader, metrics)
+        return Billing(rs.usage, rs.exports, rs.forecast, rs.audit_reader, metrics)
 
     return {
         "billing": _value(billing),

@@ -71,6 +71,12 @@ def audit_events() -> list[Any]:
             "position": 7,
             "row_count": 3,
         },
+        AuditRecord.ForecastViewed: {
+            "period": period,
+            "filters": {"period": "current", "workspace_id": None},
+            "positions": {"metering": 7, "clock": 2},
+            "sha256": "0" * 64,
+        },
         AuditRecord.UsageExported: {
             "export_id": uuid4(),
             "period": period,

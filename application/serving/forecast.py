@@ -22,6 +22,7 @@ from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
 from application.tokens import Principal
 from domain.audit import AuditRecord
+from domain.currencies import round_money
 from projections.forecast.postgres import ForecastProjection
 from projections.forecast.reader import (
     ForecastReader,
@@ -300,9 +301,10 @@ def _budget(row: PeriodRow) -> Budget | None:
     if row.budget is None or row.total is None:
         return None
     to_date, _, p50, p90 = row.total
+    amount = round_money(row.budget, row.currency) if row.currency else row.budget
     return Budget(
-        amount=row.budget,
-        left_to_spend=row.budget - to_date,
+        amount=amount,
+        left_to_spend=amount - to_date,
         p50_over=p50 >= row.budget,
         p90_over=p90 >= row.budget,
         projected_breach_date=row.breach_date,

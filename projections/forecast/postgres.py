@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from psycopg import Cursor
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from domain.periods import usage_date
 from domain.pricing import PriceBook, parse_price_book
@@ -71,7 +71,7 @@ class ForecastView:
             for view in ForecastProjection.tables
         }
 
-    def _sql(self, text: str, **extra: Composable) -> Composable:
+    def _sql(self, text: str, **extra: Composable) -> Composed:
         return SQL(text).format(
             **{k.split("_forecast_")[1]: v for k, v in self.t.items()}, **extra
         )
@@ -432,8 +432,11 @@ def reproject(view: ForecastView, tenant_id: str, dirty: _Dirty) -> None:
         if period.start != current.start:
             # A past period lists what was used in it; none used, no answer.
             used = tuple(x for x in estimate.lines if x.forecast.to_date != 0)
-            estimate = replace(estimate, lines=used) if used else None
-        view.replace(tenant_id, start, estimate)
+            view.replace(
+                tenant_id, start, replace(estimate, lines=used) if used else None
+            )
+        else:
+            view.replace(tenant_id, start, estimate)
 
 
 class ForecastProjection(Projection):

@@ -116,7 +116,13 @@ class ForecastReader:
         found = await period_cur.fetchone()
         lines = [
             LineRow(
-                *r[:7],
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
                 quantities=(r[7], r[8], r[9], r[10]),
                 charges=None if r[11] is None else (r[11], r[12], r[13], r[14]),
             )

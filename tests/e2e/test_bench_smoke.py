@@ -74,3 +74,43 @@ def test_a_benchmark_runs_in_quick_mode_and_prints_its_figures(
     for label in FIGURES[script]:
         assert any(label in line for line in printed), f"no {label!r} line"
     assert {line.split(" ", 1)[0] for line in printed} == set(KINDS)
+
+
+def test_the_forecast_backtest_runs_through_the_real_path_in_quick_mode(
+    real_services: None,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/forecast_backtest.py", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    lines = result.stdout.splitlines()
+    printed = [line for line in lines if line.split(" ", 1)[0] in KINDS]
+    for label in (
+        "median APE day  1, ours",
+        "median APE day  1, linear pace",
+        "median APE day  1, trailing 28-day mean",
+        "ours / linear pace, day  7",
+        "80% interval coverage day  1",
+        "rebuild billing_forecast",
+        "rebuild billing_usage_daily (usage alone)",
+        "GET forecast?period=current, uncached",
+        "GET forecast?period=current, cached",
+    ):
+        assert any(label in line for line in printed), f"no {label!r} line"
+    # What the read model answered, not how fast: every used period's actuals
+    # are what was sent, every answer is as of its checkpoint's tick, and its
+    # quantities agree with billing_usage_daily's ("N of N").
+    for check in (
+        "closed periods' actuals equal what was sent",
+        "answers as of their checkpoint's tick",
+        "forecast to date = billing_usage_daily",
+    ):
+        line = next(line for line in printed if check in line)
+        same, _, total = line.split(check)[1].split()[:3]
+        assert same == total, line

@@ -173,11 +173,21 @@ def with_tenant_lines(
     return found
 
 
+def first_days(since: Mapping[SeriesKey, date]) -> dict[SeriesKey, date]:
+    """The workspaces' first days, and the earliest per (product area, unit)."""
+    found = dict(since)
+    for key, day in since.items():
+        tenant = SeriesKey(ALL_WORKSPACES, key.product_area, key.unit)
+        found[tenant] = min(day, found.get(tenant, day))
+    return found
+
+
 def estimate_period(  # noqa: PLR0913 - every input of a forecast, by name
     calendar: TenantCalendar,
     period: BillingPeriod,
     observed_until: datetime,
     days: Mapping[SeriesKey, Mapping[date, Decimal]],
+    since: Mapping[SeriesKey, date],
     residuals: Mapping[SeriesKey, Sequence[float]],
     book: PriceBook | None,
     budget: Decimal | None,
@@ -185,13 +195,17 @@ def estimate_period(  # noqa: PLR0913 - every input of a forecast, by name
     """The forecast of `period` as the history stands at `observed_until`.
 
     `days` holds each workspace series' daily quantities (at least from
-    WINDOW before the period to its end); `residuals` each series' own
+    WINDOW before the period to its end); `since` the first day each
+    workspace series has usage on (before it, the series has no history,
+    which is not the same as days of zero); `residuals` each series' own
     backtest residuals from closed periods before this one."""
     last_day, progress = progress_at(calendar, period, observed_until)
     closed = observed_until >= period.closes_at
-    first = period.start - WINDOW
+    window = period.start - WINDOW
+    began = first_days(since)
     lines = []
     for key, quantities in sorted(with_tenant_lines(days).items()):
+        first = max(window, began.get(key, window))
         history = series_of(quantities, first, last_day)
         if not any(q for d, q in quantities.items() if first <= d <= last_day):
             continue

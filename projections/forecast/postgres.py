@@ -247,6 +247,17 @@ class ForecastView:
             found[SeriesKey(workspace, area, unit)][day] = quantity
         return found
 
+    def first_days(self, tenant_id: str) -> dict[SeriesKey, date]:
+        """The first day each of the tenant's series has usage on."""
+        return {
+            SeriesKey(workspace, area, unit): day
+            for workspace, area, unit, day in self._all(
+                "SELECT workspace_id, product_area, unit, min(usage_date) FROM {days}"
+                " WHERE tenant_id = %s GROUP BY 1, 2, 3",
+                (tenant_id,),
+            )
+        }
+
     def own_residuals(
         self, tenant_id: str, before: date
     ) -> dict[SeriesKey, list[float]]:
@@ -425,6 +436,7 @@ def reproject(view: ForecastView, tenant_id: str, dirty: _Dirty) -> None:
             period,
             observed,
             view.days(tenant_id, period.start - WINDOW, period.end),
+            view.first_days(tenant_id),
             view.own_residuals(tenant_id, period.start),
             view.book_in_force(tenant_id, period.start),
             view.budget(tenant_id, period.start),

@@ -274,7 +274,7 @@ def test_late_usage_restates_the_backtests_of_the_closed_periods_after_it(
         write_side.projector.advance(FORECAST)
         before = backtests(write_side, date(2026, 8, 1))
         # Recorded on Sep 28, for July 30: August (closed) is restated.
-        late = usage("late", datetime(2026, 7, 30, 12, tzinfo=UTC), 5000)
+        late = usage("late", datetime(2026, 7, 30, 12, tzinfo=UTC), 90)
         h.send("t_a", [late], at=START + 100 * day)
         write_side.projector.advance(FORECAST)
         after = backtests(write_side, date(2026, 8, 1))

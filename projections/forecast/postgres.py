@@ -179,12 +179,17 @@ class ForecastView:
             [(*key, quantity) for key, quantity in sorted(changes.slots.items())],
         )
         days: dict[tuple[str, date, str, str, str], Decimal] = defaultdict(Decimal)
+        began = {tenant: self.first_days(tenant) for tenant in calendars}
         for key, quantity in changes.slots.items():
-            day = usage_date(key.slot, calendars[key.tenant_id].timezone)
-            days[
-                (key.tenant_id, day, key.workspace_id, key.product_area, key.unit)
-            ] += quantity
-            dirty[key.tenant_id].days.add(day)
+            tenant, series = key.tenant_id, SeriesKey(*key[1:4])
+            day = usage_date(key.slot, calendars[tenant].timezone)
+            days[(tenant, day, *series)] += quantity
+            dirty[tenant].days.add(day)
+            first = began[tenant].get(series)
+            if first is not None and day < first:
+                # Before the series' first day: every period whose history
+                # starts on that first day now starts earlier.
+                dirty[tenant].everything = True
         self._many(
             "INSERT INTO {days} AS d (tenant_id, usage_date, workspace_id,"
             " product_area, unit, quantity) VALUES (%s, %s, %s, %s, %s, %s)"

@@ -305,3 +305,31 @@ def backtests(write_side: WriteSide, period_start: date) -> list[float]:
             (period_start,),
         ).fetchone()
     return list(row[0]) if row and row[0] else []
+
+
+def test_usage_before_a_series_first_day_restates_every_period_it_starts_earlier(
+    settings: Settings,
+) -> None:
+    """A series' history starts on its first day with usage. A backfill of an
+    older day starts it earlier for periods far beyond that day's window (their
+    history now has empty days where it had none), and a rebuild agrees."""
+    first = datetime(2026, 9, 20, 12, tzinfo=UTC)
+    with fresh_store(settings, 50) as write_side, harness_for(write_side, first) as h:
+        for i in range(60):  # Sep 20 to Nov 18
+            at = first + timedelta(days=i)
+            h.send("t_a", [usage(f"d{i}", at, 100 + (i * 37) % 41)], at=at)
+        write_side.clock.record_tick(first + timedelta(days=60))
+        write_side.projector.advance(FORECAST)
+        before = backtests(write_side, date(2026, 10, 1))
+        # June 1 is outside October's 94-day window, yet October's history
+        # now starts at the window (empty days) instead of on Sep 20.
+        old = usage("old", datetime(2026, 6, 1, 12, tzinfo=UTC), 100)
+        h.send("t_a", [old], at=first + timedelta(days=60))
+        write_side.projector.advance(FORECAST)
+        after = backtests(write_side, date(2026, 10, 1))
+        incremental = forecast_rows(write_side.settings)
+        write_side.projector.rebuild(FORECAST)
+        rebuilt = forecast_rows(write_side.settings)
+    assert before
+    assert after != before
+    assert rebuilt == incremental

@@ -48,7 +48,8 @@ class Runtime:
             pg.password,
             schema=settings.db_schema,
             pool_size=1,
-            max_overflow=7,
+            # A daemon lane per read model holds its lock, a reader and a writer.
+            max_overflow=3 * len(projections) + 4,
             pre_ping=True,
             idle_in_transaction_session_timeout=60,
         )

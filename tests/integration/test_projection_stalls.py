@@ -266,11 +266,16 @@ def test_a_failing_projection_does_not_keep_a_rebuild_from_starting(
         write_side.projector, tick_seconds=1.0, on_rebuild_requested=started.append
     )
 
-    daemon._cycle()
+    daemon.start()
+    try:
+        head = write_side.metering.head_position()
+        caught_up = projector.wait_for("billing_usage_daily", "metering", head, 30)
+    finally:
+        daemon.stop()
 
     assert started == [AUDIT]
-    daily = projector.status_of("billing_usage_daily")
-    assert daily.state == "ok"
+    assert caught_up
+    assert projector.status_of("billing_usage_daily").state == "ok"
 
 
 # --- over HTTP ----------------------------------------------------------------

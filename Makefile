@@ -45,6 +45,7 @@ bench: install services ## Run the benchmarks (prints figures; minutes)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/projection.py
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/forecast_backtest.py
 
 services: ## Start PostgreSQL and Redis on localhost if they are not answering
 	@bash scripts/ensure-services

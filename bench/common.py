@@ -259,6 +259,28 @@ def running_server(
 
 
 @contextmanager
+def uncached_server(bench: Bench, *, workers: int = 1) -> Iterator[Server]:
+    """`billing serve` whose Redis keeps nothing and whose in-process cache is off."""
+    port = free_port()
+    null = Service(
+        ["bench/null_redis.py", str(port)], bench.env, bench.log_path("null-redis")
+    )
+    bench.processes.append(null)
+    try:
+        null.wait_for_log("listening")
+        env = service_env(
+            bench.settings,
+            REDIS_URL=f"redis://127.0.0.1:{port}/0",
+            BILLING_LOCAL_CACHE_BYTES="0",
+        )
+        with running_server(bench, workers=workers, env=env) as server:
+            yield server
+    finally:
+        null.stop()
+        bench.processes.remove(null)
+
+
+@contextmanager
 def running_worker(
     bench: Bench, *, processes: int = 1, threads: int = 2
 ) -> Iterator[Service]:

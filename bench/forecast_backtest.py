@@ -35,8 +35,7 @@ import argparse
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -48,19 +47,16 @@ import psycopg
 from common import (
     Bench,
     Report,
-    Server,
-    Service,
     analyze,
     base_arguments,
-    free_port,
     latency_text,
     percentile,
     private_environment,
     progress,
     ratio_text,
     running_server,
-    service_env,
     token,
+    uncached_server,
 )
 from forecast_method import (
     CHECKPOINTS,
@@ -691,28 +687,6 @@ def print_cost(args: argparse.Namespace, report: Report, out: Cost) -> None:
 
 
 # --- read latency -----------------------------------------------------------------
-
-
-@contextmanager
-def uncached_server(bench: Bench) -> Iterator[Server]:
-    """`billing serve` whose Redis keeps nothing and whose in-process cache is off."""
-    port = free_port()
-    null = Service(
-        ["bench/null_redis.py", str(port)], bench.env, bench.log_path("null-redis")
-    )
-    bench.processes.append(null)
-    try:
-        null.wait_for_log("listening")
-        env = service_env(
-            bench.settings,
-            REDIS_URL=f"redis://127.0.0.1:{port}/0",
-            BILLING_LOCAL_CACHE_BYTES="0",
-        )
-        with running_server(bench, workers=1, env=env) as server:
-            yield server
-    finally:
-        null.stop()
-        bench.processes.remove(null)
 
 
 def one_client_cases(

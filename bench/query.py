@@ -35,10 +35,8 @@ from common import (
     Report,
     ResourceMonitor,
     Server,
-    Service,
     analyze,
     base_arguments,
-    free_port,
     latency_text,
     mib,
     percentile,
@@ -46,8 +44,8 @@ from common import (
     progress,
     ratio_text,
     running_server,
-    service_env,
     token,
+    uncached_server,
 )
 from httpload import Load, concurrent_load, fetch, get_request, one_client
 from psycopg import sql
@@ -283,29 +281,14 @@ def measure_without_cache(
     args: argparse.Namespace, bench: Bench, bearer: str, out: Results
 ) -> None:
     """Many clients against a server whose Redis keeps nothing."""
-    port = free_port()
-    null = Service(
-        ["bench/null_redis.py", str(port)], bench.env, bench.log_path("null-redis")
-    )
-    bench.processes.append(null)
-    try:
-        null.wait_for_log("listening")
-        env = service_env(
-            bench.settings,
-            REDIS_URL=f"redis://127.0.0.1:{port}/0",
-            BILLING_LOCAL_CACHE_BYTES="0",
+    with uncached_server(bench, workers=args.workers) as server:
+        progress("one client, uncached")
+        out.one |= one_client_cases(args, server.port, bearer, "uncached")
+        progress(f"{args.clients} clients, uncached")
+        requests = mixed_requests(bearer)
+        out.many["uncached"], out.monitors["uncached"] = many_clients(
+            args, server, requests
         )
-        with running_server(bench, workers=args.workers, env=env) as server:
-            progress("one client, uncached")
-            out.one |= one_client_cases(args, server.port, bearer, "uncached")
-            progress(f"{args.clients} clients, uncached")
-            requests = mixed_requests(bearer)
-            out.many["uncached"], out.monitors["uncached"] = many_clients(
-                args, server, requests
-            )
-    finally:
-        null.stop()
-        bench.processes.remove(null)
 
 
 def measure_sql(args: argparse.Namespace, bench: Bench, out: Results) -> None:

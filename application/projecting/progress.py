@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -115,12 +115,23 @@ class PositionWatcher:
     async def wait_until(
         self,
         read_positions: Callable[[], Awaitable[Mapping[str, int]]],
-        wanted: Mapping[str, int],
+        wanted: Mapping[str, int] | None,
         timeout: float,
+        *,
+        followed: Sequence[str] | None = None,
     ) -> bool:
         """Return True once every upstream in `wanted` has reached its position in
         `read_positions()`, or False at the timeout (then the caller answers with
-        what it has, and its positions say so)."""
+        what it has, and its positions say so). Upstreams outside `followed`
+        (those the read model does not follow) cannot change its answer and are
+        not waited for."""
+        wanted = {
+            name: position
+            for name, position in (wanted or {}).items()
+            if position > 0 and (followed is None or name in followed)
+        }
+        if not wanted:
+            return True
         deadline = time.monotonic() + timeout
         while True:
             moved = self._moved  # taken before reading, so no wake-up is missed

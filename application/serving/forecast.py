@@ -152,15 +152,14 @@ class ForecastService:
         return body, hit
 
     async def _wait_for(self, wanted: Mapping[str, int] | None) -> None:
-        followed = {
-            name: position
-            for name, position in (wanted or {}).items()
-            if name in ForecastProjection.upstreams and position > 0
-        }
-        if followed:
-            await self.watcher.wait_until(
-                self._live_positions, followed, self.max_wait_seconds
-            )
+        """Wait briefly until the read model has processed each upstream it
+        follows up to the position asked."""
+        await self.watcher.wait_until(
+            self._live_positions,
+            wanted,
+            self.max_wait_seconds,
+            followed=ForecastProjection.upstreams,
+        )
 
     async def _live_positions(self) -> dict[str, int]:
         async with self.pool.connection() as conn:

@@ -109,17 +109,13 @@ class UsageService:
 
     async def wait_for(self, wanted: Mapping[str, int] | None) -> None:
         """Wait briefly until the read model has processed each upstream it
-        follows up to the position asked (positions of others do not matter
-        to its answer)."""
-        followed = {
-            name: position
-            for name, position in (wanted or {}).items()
-            if name in UsageDailyProjection.upstreams and position > 0
-        }
-        if followed:
-            await self.watcher.wait_until(
-                self._live_positions, followed, self.max_wait_seconds
-            )
+        follows up to the position asked."""
+        await self.watcher.wait_until(
+            self._live_positions,
+            wanted,
+            self.max_wait_seconds,
+            followed=UsageDailyProjection.upstreams,
+        )
 
     async def _live_positions(self) -> dict[str, int]:
         async with self.pool.connection() as conn:

@@ -10,10 +10,7 @@ daily usage read model sums it, priced through the book in force.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import replace
+from contextlib import suppress
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,7 +21,7 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from application.bootstrap import WriteSide, bootstrap, initialise_database
+from application.bootstrap import WriteSide
 from application.metering.app import UsageNotFound
 from application.metering.corrections import InvalidCorrection
 from application.price_book import BudgetNeedsPriceBook
@@ -32,8 +29,8 @@ from application.settings import Settings
 from domain.pricing import parse_price_book
 from domain.tenant_settings import BillingSettings
 from domain.usage import UsageError
-from tests.conftest import drop_schema
 from tests.harness import Harness, harness_for
+from tests.integration.test_projection_properties import fresh_store
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -105,20 +102,6 @@ steps = st.one_of(
 histories = st.lists(
     st.tuples(steps, st.integers(0, 9 * 24 * 60)), min_size=4, max_size=30
 )
-
-
-@contextmanager
-def fresh_store(base: Settings, batch_size: int) -> Iterator[WriteSide]:
-    settings = replace(
-        base, db_schema=f"f_{uuid.uuid4().hex[:12]}", projection_batch_size=batch_size
-    )
-    initialise_database(settings)
-    write_side = bootstrap(settings)
-    try:
-        yield write_side
-    finally:
-        write_side.close()
-        drop_schema(settings)
 
 
 def play(h: Harness, history: list[tuple[Any, int]]) -> None:
@@ -276,11 +259,7 @@ def test_late_usage_restates_the_backtests_of_the_closed_periods_after_it(
         # Recorded on Sep 28, for July 30: August (closed) is restated.
         late = usage("late", datetime(2026, 7, 30, 12, tzinfo=UTC), 90)
         h.send("t_a", [late], at=START + 100 * day)
-        write_side.projector.advance(FORECAST)
-        after = backtests(write_side, date(2026, 8, 1))
-        incremental = forecast_rows(write_side.settings)
-        write_side.projector.rebuild(FORECAST)
-        rebuilt = forecast_rows(write_side.settings)
+        after, incremental, rebuilt = restated(write_side, date(2026, 8, 1))
     assert before
     assert after != before
     assert rebuilt == incremental
@@ -325,11 +304,17 @@ def test_usage_before_a_series_first_day_restates_every_period_it_starts_earlier
         # now starts at the window (empty days) instead of on Sep 20.
         old = usage("old", datetime(2026, 6, 1, 12, tzinfo=UTC), 100)
         h.send("t_a", [old], at=first + timedelta(days=60))
-        write_side.projector.advance(FORECAST)
-        after = backtests(write_side, date(2026, 10, 1))
-        incremental = forecast_rows(write_side.settings)
-        write_side.projector.rebuild(FORECAST)
-        rebuilt = forecast_rows(write_side.settings)
+        after, incremental, rebuilt = restated(write_side, date(2026, 10, 1))
     assert before
     assert after != before
     assert rebuilt == incremental
+
+
+def restated(write_side: WriteSide, period_start: date) -> tuple[Any, Any, Any]:
+    """After late usage: the period's backtests, and every row incrementally
+    and after a rebuild."""
+    write_side.projector.advance(FORECAST)
+    after = backtests(write_side, period_start)
+    incremental = forecast_rows(write_side.settings)
+    write_side.projector.rebuild(FORECAST)
+    return after, incremental, forecast_rows(write_side.settings)

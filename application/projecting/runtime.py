@@ -16,6 +16,7 @@ from application.projecting.registry import ProjectionRegistry
 from application.settings import Settings
 from application.store.event_store import BillingApplication
 from projections.base import Projection
+from projections.notices import create_notices
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Runtime:
         self.registry.ensure(list(self.projections.values()))
         with self.datastore.transaction(commit=True) as curs:
             self.failures.ensure(curs)
+            create_notices(curs, self.schema)
 
     def close(self) -> None:
         self.datastore.close()

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import NamedTuple
 
 from domain.forecast_pool import POOLED_RESIDUALS
 from domain.forecasting import (
@@ -25,14 +24,10 @@ from domain.forecasting import (
     backtest_residuals,
     forecast_quantity,
 )
-from domain.periods import (
-    BillingPeriod,
-    local_midnight,
-    period_containing,
-    usage_date,
-)
+from domain.periods import BillingPeriod, local_midnight, usage_date
 from domain.pricing import Price, PriceBook
 from domain.values import ZERO
+from projections.usage_series import SeriesKey, TenantCalendar
 
 # A whole tenant's line has this as its workspace_id.
 ALL_WORKSPACES = ""
@@ -42,28 +37,6 @@ OWN_RESIDUALS = 30
 CHECKPOINTS = (1, 3, 7, 14, 21, 28)
 # How far back a series' history matters to a period's forecast.
 WINDOW = timedelta(days=KEPT_DAYS + 1)
-
-
-class SeriesKey(NamedTuple):
-    workspace_id: str  # ALL_WORKSPACES for the whole tenant
-    product_area: str
-    unit: str
-
-
-@dataclass(frozen=True, slots=True)
-class TenantCalendar:
-    tenant_id: str
-    timezone: str
-    anchor_day: int
-    grace_hours: int
-
-    def period_of(self, day: date) -> BillingPeriod:
-        return period_containing(
-            day, self.anchor_day, self.timezone, timedelta(hours=self.grace_hours)
-        )
-
-    def period_at(self, instant: datetime) -> BillingPeriod:
-        return self.period_of(usage_date(instant, self.timezone))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,101 +10,54 @@ that is, and why a rebuild gives the same rows, is in README.md.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 from psycopg import Cursor
-from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Composable, Composed, Identifier
 
-from domain.periods import usage_date
 from domain.pricing import PriceBook, parse_price_book
-from domain.tenant_settings import DEFAULT_SETTINGS
 from projections.base import Notified, Projection
-from projections.forecast.changes import ForecastChanges, forecast_changes
+from projections.forecast.changes import BudgetSet, PriceVersion, forecast_changes
 from projections.forecast.estimate import (
     WINDOW,
     Line,
     PeriodEstimate,
-    SeriesKey,
-    TenantCalendar,
     estimate_period,
 )
+from projections.usage_series import (
+    Dirty,
+    SeriesChanges,
+    SeriesKey,
+    SeriesView,
+    series_tables,
+)
 
-SLOTS = "billing_forecast_slots"
-DAYS = "billing_forecast_days"
-TENANTS = "billing_forecast_tenants"
+NAME = "billing_forecast"
 PRICES = "billing_forecast_prices"
 BUDGETS = "billing_forecast_budgets"
-CLOCK = "billing_forecast_clock"
 PERIODS = "billing_forecast_periods"
 LINES = "billing_forecast_lines"
+TENANTS = "billing_forecast_tenants"
+CLOCK = "billing_forecast_clock"
 
 
-def default_calendar(tenant_id: str) -> TenantCalendar:
-    d = DEFAULT_SETTINGS
-    return TenantCalendar(tenant_id, d.timezone, d.period_anchor_day, d.grace_hours)
-
-
-@dataclass(slots=True)
-class _Dirty:
-    """What of one tenant a batch may have changed."""
-
-    everything: bool = False  # calendar or prices: every period with data
-    periods: set[date] = field(default_factory=set)  # period starts
-    days: set[date] = field(default_factory=set)  # local days of changed usage
-
-
-class ForecastView:
+class ForecastView(SeriesView):
     """One version's tables, written in the projection's transaction."""
 
     def __init__(self, cursor: Cursor[Any], schema: str, version: int) -> None:
-        self.cursor = cursor
-        self.rows = cursor.connection.cursor(row_factory=tuple_row)
-        self.where = (schema, version)
-        self.t = {
-            view: Identifier(schema, Projection.table_name(view, version))
-            for view in ForecastProjection.tables
-        }
+        super().__init__(cursor, schema, version, ForecastProjection())
 
-    def _sql(self, text: str, **extra: Composable) -> Composed:
-        return SQL(text).format(
-            **{k.split("_forecast_")[1]: v for k, v in self.t.items()}, **extra
-        )
-
-    def _all(
-        self, text: str, params: Sequence[Any] | dict[str, Any] = ()
-    ) -> list[tuple[Any, ...]]:
-        self.rows.execute(self._sql(text), params)
-        return self.rows.fetchall()
-
-    def _run(self, text: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
-        self.rows.execute(self._sql(text), params)
-
-    def _many(self, text: str, rows: Iterable[Sequence[Any]]) -> None:
-        batch = list(rows)
-        if batch:
-            self.rows.executemany(self._sql(text), batch)
-
-    # --- inputs ---------------------------------------------------------------
-
-    def apply(self, changes: ForecastChanges) -> dict[str, _Dirty]:
+    def apply(self, changes: SeriesChanges) -> dict[str, Dirty]:
         """Store the batch's inputs; what each tenant's re-projection must cover."""
-        dirty: dict[str, _Dirty] = defaultdict(_Dirty)
-        tenants = set(changes.recorded) | set(changes.calendars)
-        tenants |= {p.tenant_id for p in changes.prices}
-        tenants |= {b.tenant_id for b in changes.budgets}
-        self._many(
-            "INSERT INTO {tenants} (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
-            [(t,) for t in sorted(tenants)],
-        )
-        for calendar in changes.calendars.values():
-            self._set_calendar(calendar, dirty)
-        self._many(
+        prices = [c for c in changes.more if isinstance(c, PriceVersion)]
+        budgets = [c for c in changes.more if isinstance(c, BudgetSet)]
+        also = [p.tenant_id for p in prices] + [b.tenant_id for b in budgets]
+        dirty = self.apply_series(changes, also=also)
+        self.many(
             "INSERT INTO {prices} (tenant_id, position, effective_from, book)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
             [
@@ -114,119 +67,27 @@ class ForecastView:
                     p.effective_from,
                     msgspec.json.encode(p.book).decode(),
                 )
-                for p in changes.prices
+                for p in prices
             ],
         )
-        for p in changes.prices:
+        for p in prices:
             dirty[p.tenant_id].everything = True
-        for b in changes.budgets:
-            self._run(
+        for b in budgets:
+            self.run(
                 "INSERT INTO {budgets} (tenant_id, period_start, amount)"
                 " VALUES (%s, %s, %s) ON CONFLICT (tenant_id, period_start)"
                 " DO UPDATE SET amount = EXCLUDED.amount",
                 (b.tenant_id, b.period_start, b.amount),
             )
             dirty[b.tenant_id].periods.add(b.period_start)
-        self._add_usage(changes, dirty)
-        if changes.tick is not None:
-            self._run(
-                "INSERT INTO {clock} (id, at) VALUES (true, %s) ON CONFLICT (id)"
-                " DO UPDATE SET at = greatest({clock}.at, EXCLUDED.at)",
-                (changes.tick,),
-            )
-            for (tenant,) in self._all("SELECT tenant_id FROM {tenants}"):
-                dirty.setdefault(tenant, _Dirty())  # time moved for everyone
         return dirty
 
-    def _set_calendar(self, calendar: TenantCalendar, dirty: dict[str, _Dirty]) -> None:
-        old = self.calendar(calendar.tenant_id)
-        self._run(
-            "UPDATE {tenants} SET timezone = %s, anchor_day = %s, grace_hours = %s"
-            " WHERE tenant_id = %s",
-            (
-                calendar.timezone,
-                calendar.anchor_day,
-                calendar.grace_hours,
-                calendar.tenant_id,
-            ),
-        )
-        if old == calendar:
-            return
-        tenant = calendar.tenant_id
-        if old.timezone != calendar.timezone:
-            self._run("DELETE FROM {days} WHERE tenant_id = %s", (tenant,))
-            self._run(
-                "INSERT INTO {days} (tenant_id, usage_date, workspace_id, product_area,"
-                " unit, quantity) SELECT tenant_id, (slot AT TIME ZONE %s)::date,"
-                " workspace_id, product_area, unit, sum(quantity) FROM {slots}"
-                " WHERE tenant_id = %s GROUP BY 1, 2, 3, 4, 5",
-                (calendar.timezone, tenant),
-            )
-        # Periods themselves may move: every answer of the tenant is made again.
-        self._run("DELETE FROM {lines} WHERE tenant_id = %s", (tenant,))
-        self._run("DELETE FROM {periods} WHERE tenant_id = %s", (tenant,))
-        dirty[tenant].everything = True
-
-    def _add_usage(self, changes: ForecastChanges, dirty: dict[str, _Dirty]) -> None:
-        if not changes.slots:
-            return
-        calendars = {t: self.calendar(t) for t in {k.tenant_id for k in changes.slots}}
-        self._many(
-            "INSERT INTO {slots} AS s (tenant_id, workspace_id, product_area,"
-            " unit, slot, quantity) VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (tenant_id, workspace_id, product_area, unit, slot)"
-            " DO UPDATE SET quantity = s.quantity + EXCLUDED.quantity",
-            [(*key, quantity) for key, quantity in sorted(changes.slots.items())],
-        )
-        days: dict[tuple[str, date, str, str, str], Decimal] = defaultdict(Decimal)
-        began = {tenant: self.first_days(tenant) for tenant in calendars}
-        for key, quantity in changes.slots.items():
-            tenant, series = key.tenant_id, SeriesKey(*key[1:4])
-            day = usage_date(key.slot, calendars[tenant].timezone)
-            days[(tenant, day, *series)] += quantity
-            dirty[tenant].days.add(day)
-            first = began[tenant].get(series)
-            if first is not None and day < first:
-                # Before the series' first day: every period whose history
-                # starts on that first day now starts earlier.
-                dirty[tenant].everything = True
-        self._many(
-            "INSERT INTO {days} AS d (tenant_id, usage_date, workspace_id,"
-            " product_area, unit, quantity) VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (tenant_id, usage_date, workspace_id, product_area, unit)"
-            " DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity",
-            [(*key, quantity) for key, quantity in sorted(days.items())],
-        )
-        self._many(
-            "UPDATE {tenants} SET last_recorded_at ="
-            " greatest(last_recorded_at, %s) WHERE tenant_id = %s",
-            [(at, tenant) for tenant, at in sorted(changes.recorded.items())],
-        )
-
-    # --- reading the inputs -----------------------------------------------------
-
-    def calendar(self, tenant_id: str) -> TenantCalendar:
-        found = self._all(
-            "SELECT timezone, anchor_day, grace_hours FROM {tenants}"
-            " WHERE tenant_id = %s",
-            (tenant_id,),
-        )
-        if not found or found[0][0] is None:
-            return default_calendar(tenant_id)
-        return TenantCalendar(tenant_id, *found[0])
-
-    def observed_until(self, tenant_id: str) -> datetime | None:
-        """How far time has got for the tenant: the latest tick, or its latest
-        recorded usage if that is later."""
-        found = self._all(
-            "SELECT greatest((SELECT at FROM {clock}), t.last_recorded_at)"
-            " FROM {tenants} t WHERE t.tenant_id = %s",
-            (tenant_id,),
-        )
-        return found[0][0] if found else None
+    def forget_answers(self, tenant_id: str) -> None:
+        self.run("DELETE FROM {lines} WHERE tenant_id = %s", (tenant_id,))
+        self.run("DELETE FROM {periods} WHERE tenant_id = %s", (tenant_id,))
 
     def book_in_force(self, tenant_id: str, period_start: date) -> PriceBook | None:
-        found = self._all(
+        found = self.all(
             "SELECT book FROM {prices} WHERE tenant_id = %s AND effective_from <= %s"
             " ORDER BY effective_from DESC, position DESC LIMIT 1",
             (tenant_id, period_start),
@@ -234,40 +95,17 @@ class ForecastView:
         return parse_price_book(found[0][0]) if found else None
 
     def budget(self, tenant_id: str, period_start: date) -> Decimal | None:
-        found = self._all(
+        found = self.all(
             "SELECT amount FROM {budgets} WHERE tenant_id = %s AND period_start = %s",
             (tenant_id, period_start),
         )
         return found[0][0] if found else None
 
-    def days(
-        self, tenant_id: str, first: date, end: date
-    ) -> dict[SeriesKey, dict[date, Decimal]]:
-        found: dict[SeriesKey, dict[date, Decimal]] = defaultdict(dict)
-        for workspace, area, unit, day, quantity in self._all(
-            "SELECT workspace_id, product_area, unit, usage_date, quantity FROM {days}"
-            " WHERE tenant_id = %s AND usage_date >= %s AND usage_date < %s",
-            (tenant_id, first, end),
-        ):
-            found[SeriesKey(workspace, area, unit)][day] = quantity
-        return found
-
-    def first_days(self, tenant_id: str) -> dict[SeriesKey, date]:
-        """The first day each of the tenant's series has usage on."""
-        return {
-            SeriesKey(workspace, area, unit): day
-            for workspace, area, unit, day in self._all(
-                "SELECT workspace_id, product_area, unit, min(usage_date) FROM {days}"
-                " WHERE tenant_id = %s GROUP BY 1, 2, 3",
-                (tenant_id,),
-            )
-        }
-
     def own_residuals(
         self, tenant_id: str, before: date
     ) -> dict[SeriesKey, list[float]]:
         found: dict[SeriesKey, list[float]] = defaultdict(list)
-        for workspace, area, unit, residuals in self._all(
+        for workspace, area, unit, residuals in self.all(
             "SELECT workspace_id, product_area, unit, residuals FROM {lines}"
             " WHERE tenant_id = %s AND period_start < %s AND residuals IS NOT NULL"
             " ORDER BY period_start",
@@ -279,28 +117,19 @@ class ForecastView:
     def open_periods(self, tenant_id: str) -> set[date]:
         return {
             r[0]
-            for r in self._all(
+            for r in self.all(
                 "SELECT period_start FROM {periods}"
                 " WHERE tenant_id = %s AND status = 'open'",
                 (tenant_id,),
             )
         }
 
-    def usage_span(self, tenant_id: str) -> tuple[date, date] | None:
-        found = self._all(
-            "SELECT min(usage_date), max(usage_date) FROM {days} WHERE tenant_id = %s",
-            (tenant_id,),
-        )
-        return (found[0][0], found[0][1]) if found and found[0][0] else None
-
-    # --- the answers --------------------------------------------------------------
-
     def replace(
         self, tenant_id: str, period_start: date, estimate: PeriodEstimate | None
     ) -> None:
         key = (tenant_id, period_start)
-        self._run("DELETE FROM {lines} WHERE tenant_id = %s AND period_start = %s", key)
-        self._run(
+        self.run("DELETE FROM {lines} WHERE tenant_id = %s AND period_start = %s", key)
+        self.run(
             "DELETE FROM {periods} WHERE tenant_id = %s AND period_start = %s", key
         )
         if estimate is None:
@@ -408,30 +237,18 @@ def line_row(e: PeriodEstimate, line: Line) -> tuple[Any, ...]:
     )
 
 
-def reproject(view: ForecastView, tenant_id: str, dirty: _Dirty) -> None:
+def reproject(view: ForecastView, tenant_id: str, dirty: Dirty) -> None:
     """Make again every answer of the tenant that its changed inputs touch."""
     observed = view.observed_until(tenant_id)
     if observed is None:
         return  # no usage and no tick yet: nothing to say
     calendar = view.calendar(tenant_id)
     current = calendar.period_at(observed)
-    starts = {current.start} | dirty.periods | view.open_periods(tenant_id)
-    for day in dirty.days:
-        # The day's period, and the periods whose history window holds it
-        # (their forecasts and, once closed, their backtests read it).
-        period = calendar.period_of(day)
-        while period.start <= day + WINDOW:
-            starts.add(period.start)
-            period = calendar.period_of(period.end)
-    if dirty.everything:
-        span = view.usage_span(tenant_id)
-        if span:
-            period = calendar.period_of(span[0])
-            while period.start <= span[1]:
-                starts.add(period.start)
-                period = calendar.period_of(period.end)
     # Oldest first: a closed period's backtests feed the calibration of later ones.
-    for start in sorted(s for s in starts if s <= current.start):
+    starts = view.periods_to_reproject(
+        calendar, current, dirty, WINDOW, view.open_periods(tenant_id)
+    )
+    for start in starts:
         period = calendar.period_of(start)
         if period.start != start:
             view.replace(tenant_id, start, None)  # a start the calendar no longer has
@@ -459,25 +276,9 @@ def reproject(view: ForecastView, tenant_id: str, dirty: _Dirty) -> None:
 class ForecastProjection(Projection):
     """Projects usage, calendars, price books, budgets and ticks into forecasts."""
 
-    name = "billing_forecast"
+    name = NAME
     upstreams = ("tenant_settings", "price_book", "metering", "clock")
-    tables = {
-        SLOTS: (
-            "tenant_id text NOT NULL, workspace_id text NOT NULL,"
-            " product_area text NOT NULL, unit text NOT NULL,"
-            " slot timestamptz NOT NULL, quantity numeric NOT NULL,"
-            " PRIMARY KEY (tenant_id, workspace_id, product_area, unit, slot)"
-        ),
-        DAYS: (
-            "tenant_id text NOT NULL, usage_date date NOT NULL,"
-            " workspace_id text NOT NULL, product_area text NOT NULL,"
-            " unit text NOT NULL, quantity numeric NOT NULL,"
-            " PRIMARY KEY (tenant_id, usage_date, workspace_id, product_area, unit)"
-        ),
-        TENANTS: (
-            "tenant_id text PRIMARY KEY, timezone text, anchor_day integer,"
-            " grace_hours integer, last_recorded_at timestamptz"
-        ),
+    tables = series_tables(NAME) | {
         PRICES: (
             "tenant_id text NOT NULL, position bigint NOT NULL,"
             " effective_from date NOT NULL, book jsonb NOT NULL,"
@@ -511,7 +312,7 @@ class ForecastProjection(Projection):
         ),
     }
 
-    def changes(self, batch: Sequence[Notified]) -> ForecastChanges:
+    def changes(self, batch: Sequence[Notified]) -> SeriesChanges:
         return forecast_changes(batch)
 
     def write(

@@ -24,8 +24,8 @@ from projections.forecast.postgres import (
     PERIODS,
     TENANTS,
     ForecastProjection,
-    default_calendar,
 )
+from projections.usage_series import default_calendar
 
 
 @dataclass(frozen=True, slots=True)

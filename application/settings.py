@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEVELOPMENT_JWT_SECRET = "development-only-secret-do-not-use-in-production-0123456789"  # noqa: S105
@@ -51,6 +52,14 @@ class Settings:
     max_token_lifetime_seconds: int = 24 * 3600
     max_header_bytes: int = 16 * 1024
     log_level: str = "INFO"
+    # Webhooks (application/notifying): delivery to private addresses is for
+    # local development only; tries, backoff and timeouts bound each delivery.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 10.0  # the first retry's cap, doubled each time
+    webhook_max_backoff_seconds: float = 3600.0
+    webhook_recover_after_seconds: float = 60.0
 
     @property
     def is_development(self) -> bool:
@@ -166,6 +175,7 @@ class Settings:
                 env, "BILLING_MAX_HEADER_BYTES", base.max_header_bytes
             ),
             log_level=env.get("BILLING_LOG_LEVEL", base.log_level).upper(),
+            **_webhook_settings(env, base),
         )
         return settings.checked()
 
@@ -251,6 +261,40 @@ def _whole(
         kind = "non-negative" if allow_zero else "positive"
         raise ConfigurationError(f"{name} must be a {kind} whole number, got {raw!r}")
     return int(raw)
+
+
+def _webhook_settings(env: Mapping[str, str], base: Settings) -> dict[str, Any]:
+    return {
+        "webhook_allow_private": _flag(env, "BILLING_WEBHOOK_ALLOW_PRIVATE"),
+        "webhook_timeout_seconds": _number(
+            env, "BILLING_WEBHOOK_TIMEOUT_SECONDS", base.webhook_timeout_seconds
+        ),
+        "webhook_max_attempts": _whole(
+            env, "BILLING_WEBHOOK_MAX_ATTEMPTS", base.webhook_max_attempts
+        ),
+        "webhook_backoff_seconds": _number(
+            env, "BILLING_WEBHOOK_BACKOFF_SECONDS", base.webhook_backoff_seconds
+        ),
+        "webhook_max_backoff_seconds": _number(
+            env,
+            "BILLING_WEBHOOK_MAX_BACKOFF_SECONDS",
+            base.webhook_max_backoff_seconds,
+        ),
+        "webhook_recover_after_seconds": _number(
+            env,
+            "BILLING_WEBHOOK_RECOVER_AFTER_SECONDS",
+            base.webhook_recover_after_seconds,
+        ),
+    }
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
 
 
 def _read_key(value: str) -> str:

@@ -82,6 +82,10 @@ class AuditRecord(Aggregate):
         prices: int  # how many (product area, unit) lines
         position: int
 
+    class WebhookChanged(Recorded):
+        action: str  # "set" (a new signing secret was issued) or "removed"
+        url: str  # the endpoint set or removed; never the secret
+
     def __init__(self) -> None:
         """Audit records keep no state: written once, read by projections."""
 

@@ -123,6 +123,10 @@ def audit_events() -> list[Any]:
             "prices": 2,
             "position": 3,
         },
+        AuditRecord.WebhookChanged: {
+            "action": "set",
+            "url": "https://hooks.example.com/billing",
+        },
     }
     return [
         AuditRecord.record(

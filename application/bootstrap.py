@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
+from application.anomaly_reviews import AnomalyReviewsApp
 from application.audit.group_commit import AsyncAuditWriter, append_function_ddl
 from application.audit.writer import AuditApp, AuditWriter
 from application.clock import Clock, utc_now
@@ -27,6 +28,7 @@ from application.metering.ingestor import Ingestor
 from application.price_book import PriceBookApp
 from application.projecting.progress import PositionWatcher, progress_channel
 from application.projecting.projector import Projector
+from application.serving.anomalies import AnomalyService
 from application.serving.audit import AuditReader
 from application.serving.cache import UsageCache
 from application.serving.exports import ExportService
@@ -38,6 +40,7 @@ from application.store.waits import RECONNECT_GIVE_UP_SECONDS, bound_pool
 from application.tenants import TenantSettingsApp
 from application.time_passing import ClockApp
 from application.tokens import TokenVerifier
+from projections.anomalies.postgres import AnomalyProjection
 from projections.audit_log.postgres import AuditLogProjection
 from projections.base import Projection
 from projections.forecast.postgres import ForecastProjection
@@ -53,6 +56,7 @@ PROJECTIONS: dict[str, Projection] = {
         UsageExportsProjection(),
         AuditLogProjection(),
         ForecastProjection(),
+        AnomalyProjection(),
     )
 }
 
@@ -67,6 +71,7 @@ class WriteSide:
     price_book: PriceBookApp
     audit: AuditApp
     clock: ClockApp
+    reviews: AnomalyReviewsApp
     projector: Projector
 
     @property
@@ -82,6 +87,7 @@ class WriteSide:
             self.price_book,
             self.audit,
             self.clock,
+            self.reviews,
         ):
             app.close()
 
@@ -101,9 +107,9 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
         price_book = PriceBookApp(settings, create_table=create_tables)
         audit = AuditApp(settings, create_table=create_tables)
         clock = ClockApp(settings, create_table=create_tables)
-        upstreams = {
-            app.name: app for app in (metering, tenants, audit, price_book, clock)
-        }
+        reviews = AnomalyReviewsApp(settings, create_table=create_tables)
+        apps = (metering, tenants, audit, price_book, clock, reviews)
+        upstreams = {app.name: app for app in apps}
         projector = Projector(settings, PROJECTIONS, upstreams)
         if create_tables:
             projector.ensure_tables()
@@ -111,7 +117,9 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
                 conn.execute(
                     append_function_ddl(settings.db_schema, audit.events_table)
                 )
-    return WriteSide(settings, metering, tenants, price_book, audit, clock, projector)
+    return WriteSide(
+        settings, metering, tenants, price_book, audit, clock, reviews, projector
+    )
 
 
 @contextmanager
@@ -189,6 +197,7 @@ class ReadSide:
     usage: UsageService
     exports: ExportService
     forecast: ForecastService
+    anomalies: AnomalyService
     audit_reader: AuditReader
 
     async def close(self) -> None:
@@ -256,6 +265,14 @@ async def open_read_side(services: Services) -> ReadSide:
         clock=clock,
         max_wait_seconds=settings.max_read_wait_seconds,
     )
+    anomalies = AnomalyService(
+        read_pool,
+        cache,
+        async_audit,
+        watcher,
+        clock=clock,
+        max_wait_seconds=settings.max_read_wait_seconds,
+    )
     return ReadSide(
         read_pool,
         write_pool,
@@ -265,6 +282,7 @@ async def open_read_side(services: Services) -> ReadSide:
         usage,
         ExportService(usage, settings.export_dir),
         forecast,
+        anomalies,
         AuditReader(read_pool),
     )
 

@@ -34,6 +34,17 @@ class AuditRecord(Aggregate):
         positions: dict[str, int]  # of each upstream the answer reflects
         sha256: str  # of the JSON body served
 
+    class AnomaliesViewed(Recorded):
+        period: dict[str, Any]
+        filters: dict[str, Any]
+        positions: dict[str, int]
+        sha256: str
+
+    class AnomalyAcknowledged(Recorded):
+        anomaly_id: str
+        note: str
+        position: int | None  # None: acknowledged before, that one stands
+
     class UsageExported(Recorded):
         export_id: UUID
         period: dict[str, Any]

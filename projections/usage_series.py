@@ -78,14 +78,14 @@ def series_tables(name: str) -> dict[str, str]:
             "tenant_id text NOT NULL, workspace_id text NOT NULL,"
             " product_area text NOT NULL, unit text NOT NULL,"
             " slot timestamptz NOT NULL, quantity numeric NOT NULL,"
-            " restated numeric NOT NULL,"
+            " restated numeric NOT NULL, position bigint NOT NULL,"
             " PRIMARY KEY (tenant_id, workspace_id, product_area, unit, slot)"
         ),
         f"{name}_days": (
             "tenant_id text NOT NULL, usage_date date NOT NULL,"
             " workspace_id text NOT NULL, product_area text NOT NULL,"
             " unit text NOT NULL, quantity numeric NOT NULL,"
-            " restated numeric NOT NULL,"
+            " restated numeric NOT NULL, position bigint NOT NULL,"
             " PRIMARY KEY (tenant_id, usage_date, workspace_id, product_area, unit)"
         ),
         f"{name}_tenants": (
@@ -111,7 +111,8 @@ class SlotKey(NamedTuple):
 class SeriesChanges:
     """What one batch changes in the inputs (and `more`: the read model's own)."""
 
-    slots: dict[SlotKey, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # quantity, of it restated, the latest metering position that changed it
+    slots: dict[SlotKey, tuple[Decimal, Decimal, int]] = field(default_factory=dict)
     recorded: dict[str, datetime] = field(default_factory=dict)  # latest per tenant
     calendars: dict[str, TenantCalendar] = field(default_factory=dict)
     tick: datetime | None = None
@@ -128,33 +129,34 @@ def slot_of(instant: datetime) -> datetime:
 
 
 @singledispatch
-def series_change(event: Any, changes: SeriesChanges) -> bool:
+def series_change(event: Any, position: int, changes: SeriesChanges) -> bool:
     """Apply `event` if it is one of the inputs; False if it is not."""
     return False
 
 
 @series_change.register
-def _(event: UsageRecord.Recorded, changes: SeriesChanges) -> bool:
+def _(event: UsageRecord.Recorded, position: int, changes: SeriesChanges) -> bool:
     late = event.timestamp - event.occurred_at > LATE
-    _add(changes, event, event.quantity, restated=late)
+    _add(changes, event, position, event.quantity, restated=late)
     return True
 
 
 @series_change.register
-def _(event: UsageRecord.Voided, changes: SeriesChanges) -> bool:
-    _add(changes, event, -event.quantity, restated=True)
+def _(event: UsageRecord.Voided, position: int, changes: SeriesChanges) -> bool:
+    _add(changes, event, position, -event.quantity, restated=True)
     return True
 
 
 @series_change.register
-def _(event: UsageRecord.Amended, changes: SeriesChanges) -> bool:
-    _add(changes, event, event.quantity - event.previous_quantity, restated=True)
+def _(event: UsageRecord.Amended, position: int, changes: SeriesChanges) -> bool:
+    delta = event.quantity - event.previous_quantity
+    _add(changes, event, position, delta, restated=True)
     return True
 
 
 @series_change.register(TenantBillingSettings.Configured)
 @series_change.register(TenantBillingSettings.Changed)
-def _(event: Any, changes: SeriesChanges) -> bool:
+def _(event: Any, position: int, changes: SeriesChanges) -> bool:
     changes.calendars[event.tenant_id] = TenantCalendar(
         event.tenant_id, event.timezone, event.period_anchor_day, event.grace_hours
     )
@@ -162,13 +164,15 @@ def _(event: Any, changes: SeriesChanges) -> bool:
 
 
 @series_change.register
-def _(event: Tick.Passed, changes: SeriesChanges) -> bool:
+def _(event: Tick.Passed, position: int, changes: SeriesChanges) -> bool:
     if changes.tick is None or event.at > changes.tick:
         changes.tick = event.at
     return True
 
 
-def _add(changes: SeriesChanges, event: Any, delta: Decimal, *, restated: bool) -> None:
+def _add(
+    changes: SeriesChanges, event: Any, position: int, delta: Decimal, *, restated: bool
+) -> None:
     key = SlotKey(
         event.tenant_id,
         event.workspace_id,
@@ -176,8 +180,9 @@ def _add(changes: SeriesChanges, event: Any, delta: Decimal, *, restated: bool) 
         event.unit,
         slot_of(event.occurred_at),
     )
-    quantity, late = changes.slots.get(key, (ZERO, ZERO))
-    changes.slots[key] = (quantity + delta, late + delta if restated else late)
+    quantity, late, _ = changes.slots.get(key, (ZERO, ZERO, 0))
+    late = late + delta if restated else late
+    changes.slots[key] = (quantity + delta, late, position)
     latest = changes.recorded.get(event.tenant_id)
     if latest is None or event.timestamp > latest:
         changes.recorded[event.tenant_id] = event.timestamp
@@ -199,6 +204,7 @@ class Dirty:
 class DayUsage:
     quantity: Decimal
     restated: Decimal  # of it, by corrections and late usage
+    position: int  # the latest metering event that changed it
 
 
 class SeriesView:
@@ -284,9 +290,9 @@ class SeriesView:
             self.run("DELETE FROM {days} WHERE tenant_id = %s", (tenant,))
             self.run(
                 "INSERT INTO {days} (tenant_id, usage_date, workspace_id, product_area,"
-                " unit, quantity, restated) SELECT tenant_id,"
+                " unit, quantity, restated, position) SELECT tenant_id,"
                 " (slot AT TIME ZONE %s)::date, workspace_id, product_area, unit,"
-                " sum(quantity), sum(restated) FROM {slots}"
+                " sum(quantity), sum(restated), max(position) FROM {slots}"
                 " WHERE tenant_id = %s GROUP BY 1, 2, 3, 4, 5",
                 (calendar.timezone, tenant),
             )
@@ -301,19 +307,24 @@ class SeriesView:
         began = {t: self.first_days(t) for t in tenants}
         self.many(
             "INSERT INTO {slots} AS s (tenant_id, workspace_id, product_area,"
-            " unit, slot, quantity, restated) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " unit, slot, quantity, restated, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (tenant_id, workspace_id, product_area, unit, slot)"
             " DO UPDATE SET quantity = s.quantity + EXCLUDED.quantity,"
-            " restated = s.restated + EXCLUDED.restated",
+            " restated = s.restated + EXCLUDED.restated,"
+            " position = greatest(s.position, EXCLUDED.position)",
             [(*key, *values) for key, values in sorted(changes.slots.items())],
         )
-        days: dict[tuple[str, date, str, str, str], list[Decimal]] = {}
-        for key, (quantity, restated) in changes.slots.items():
+        days: dict[tuple[str, date, str, str, str], tuple[Decimal, Decimal, int]] = {}
+        for key, (quantity, restated, position) in changes.slots.items():
             tenant, series = key.tenant_id, SeriesKey(*key[1:4])
             day = usage_date(key.slot, calendars[tenant].timezone)
-            sums = days.setdefault((tenant, day, *series), [ZERO, ZERO])
-            sums[0] += quantity
-            sums[1] += restated
+            q, r, p = days.get((tenant, day, *series), (ZERO, ZERO, 0))
+            days[(tenant, day, *series)] = (
+                q + quantity,
+                r + restated,
+                max(p, position),
+            )
             dirty[tenant].days.add(day)
             first = began[tenant].get(series)
             if first is not None and day < first:
@@ -322,11 +333,12 @@ class SeriesView:
                 dirty[tenant].everything = True
         self.many(
             "INSERT INTO {days} AS d (tenant_id, usage_date, workspace_id,"
-            " product_area, unit, quantity, restated)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " product_area, unit, quantity, restated, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (tenant_id, usage_date, workspace_id, product_area, unit)"
             " DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity,"
-            " restated = d.restated + EXCLUDED.restated",
+            " restated = d.restated + EXCLUDED.restated,"
+            " position = greatest(d.position, EXCLUDED.position)",
             [(*key, *sums) for key, sums in sorted(days.items())],
         )
         self.many(
@@ -369,13 +381,15 @@ class SeriesView:
         self, tenant_id: str, first: date, end: date
     ) -> dict[SeriesKey, dict[date, DayUsage]]:
         found: dict[SeriesKey, dict[date, DayUsage]] = defaultdict(dict)
-        for workspace, area, unit, day, quantity, restated in self.all(
-            "SELECT workspace_id, product_area, unit, usage_date, quantity, restated"
-            " FROM {days}"
+        for workspace, area, unit, day, quantity, restated, position in self.all(
+            "SELECT workspace_id, product_area, unit, usage_date, quantity, restated,"
+            " position FROM {days}"
             " WHERE tenant_id = %s AND usage_date >= %s AND usage_date < %s",
             (tenant_id, first, end),
         ):
-            found[SeriesKey(workspace, area, unit)][day] = DayUsage(quantity, restated)
+            found[SeriesKey(workspace, area, unit)][day] = DayUsage(
+                quantity, restated, position
+            )
         return found
 
     def first_days(self, tenant_id: str) -> dict[SeriesKey, date]:

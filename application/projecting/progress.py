@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 
 
 # The event stores a read can wait for (`min_positions`), by application name.
-UPSTREAMS = ("metering", "tenant_settings", "price_book", "audit", "clock")
+UPSTREAMS = (
+    "metering",
+    "tenant_settings",
+    "price_book",
+    "audit",
+    "clock",
+    "anomaly_reviews",
+)
 
 
 def parse_positions(text: str) -> dict[str, int]:

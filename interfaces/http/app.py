@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from application.bootstrap import ReadSide, build_services, open_read_side
 from application.settings import Settings
+from interfaces.http.anomalies import AnomaliesController
 from interfaces.http.audit import AuditController
 from interfaces.http.auth import BearerTokenMiddleware
 from interfaces.http.billing import BillingController
@@ -44,6 +45,7 @@ ROUTES: list[Any] = [
     PriceBookAdminController,
     BudgetController,
     ForecastController,
+    AnomaliesController,
     SystemController,
     DashboardController,
 ]

@@ -23,6 +23,7 @@ from application.audit.writer import AuditWriter
 from application.bootstrap import ReadSide, Services
 from application.metering.corrections import Corrections
 from application.metering.ingestor import Ingestor
+from application.serving.anomalies import AnomalyService
 from application.serving.audit import AuditReader
 from application.serving.exports import ExportService
 from application.serving.forecast import ForecastService
@@ -37,6 +38,7 @@ class Billing:
     usage: UsageService
     exports: ExportService
     forecast: ForecastService
+    anomalies: AnomalyService
     audit_reader: AuditReader
     metrics: Metrics
 
@@ -66,7 +68,9 @@ def dependencies(
 
     def billing() -> Billing:
         rs = read_side()
-        return Billing(rs.usage, rs.exports, rs.forecast, rs.audit_reader, metrics)
+        return Billing(
+            rs.usage, rs.exports, rs.forecast, rs.anomalies, rs.audit_reader, metrics
+        )
 
     return {
         "billing": _value(billing),
@@ -76,6 +80,7 @@ def dependencies(
         "audit_writer": _value(lambda: services.audit),
         "tenants": _value(lambda: ws.tenants),
         "price_book": _value(lambda: ws.price_book),
+        "reviews": _value(lambda: ws.reviews),
         "projector": _value(lambda: ws.projector),
         "metrics": _value(lambda: metrics),
         "read_side": _value(read_side),

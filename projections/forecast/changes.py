@@ -52,7 +52,7 @@ def forecast_changes(batch: Sequence[Notified]) -> SeriesChanges:
     """The series inputs, and in `more` the price versions and budgets."""
     changes = SeriesChanges()
     for item in batch:
-        if not series_change(item.event, changes):
+        if not series_change(item.event, item.position, changes):
             own = _own(item.event, item.position)
             if own is not None:
                 changes.more.append(own)

@@ -18,7 +18,11 @@ from application.tokens import ROLES, issue_token
 from tests.support import auth, event
 
 ALL_ROLES = (*ROLES, "member")  # member: a role with no billing rights
-PATH_VALUES = {"name": "billing_usage_daily", "export_id": str(uuid.uuid4())}
+PATH_VALUES = {
+    "name": "billing_usage_daily",
+    "export_id": str(uuid.uuid4()),
+    "anomaly_id": "an_0000",
+}
 
 
 def required_role(path: str) -> str:

@@ -77,6 +77,17 @@ def audit_events() -> list[Any]:
             "positions": {"metering": 7, "clock": 2},
             "sha256": "0" * 64,
         },
+        AuditRecord.AnomaliesViewed: {
+            "period": period,
+            "filters": {"period": "current", "workspace_id": None, "status": None},
+            "positions": {"metering": 7, "clock": 2},
+            "sha256": "0" * 64,
+        },
+        AuditRecord.AnomalyAcknowledged: {
+            "anomaly_id": "an_0123",
+            "note": "known: a load test",
+            "position": None,
+        },
         AuditRecord.UsageExported: {
             "export_id": uuid4(),
             "period": period,

@@ -1,0 +1,244 @@
+"""Serving anomaly flags to billing admins: wait, cache, audit, shape."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from psycopg_pool import AsyncConnectionPool
+
+from application.audit.group_commit import AsyncAuditWriter
+from application.audit.writer import AuditUnavailable
+from application.clock import Clock
+from application.projecting.progress import PositionWatcher
+from application.serving.cache import UsageCache
+from application.tokens import Principal
+from domain.audit import AuditRecord
+from projections.anomalies.detect import MIN_HISTORY_DAYS, MIN_SAME_WEEKDAY
+from projections.anomalies.postgres import AnomalyProjection
+from projections.anomalies.reader import AnomalyReader, AnomalySnapshot, FlagRow
+from projections.usage_daily.rows import UsagePeriod
+
+METHOD = (
+    "Each day against the median of the same weekday over the previous 8 weeks;"
+    " the band is 5 robust spreads (the median absolute deviation of those"
+    " weeks, in log terms) wide on each side. Three unusual days in a row in"
+    " one direction are one level shift."
+)
+STATUSES = ("open", "acknowledged", "cleared")
+
+
+class Band(msgspec.Struct):
+    low: Decimal
+    high: Decimal
+
+
+class Acknowledgement(msgspec.Struct):
+    note: str
+    by: str
+    at: datetime
+
+
+class AnomalyOut(msgspec.Struct, omit_defaults=True):
+    id: str
+    workspace_id: str
+    product_area: str
+    unit: str
+    usage_date: date
+    last_date: date
+    days: int
+    kind: str
+    direction: str
+    observed: Decimal
+    expected: Decimal
+    band: Band
+    score: float
+    status: str
+    explanation: str
+    opened_position: int
+    reason: str | None = None  # why it was cleared
+    acknowledgement: Acknowledgement | None = None
+
+
+class Unjudged(msgspec.Struct):
+    workspace_id: str
+    product_area: str
+    unit: str
+    reason: str
+
+
+class AnomaliesOut(msgspec.Struct):
+    tenant_id: str
+    period: UsagePeriod
+    as_of: datetime | None
+    position: int
+    positions: dict[str, int]
+    method: str
+    anomalies: list[AnomalyOut]
+    not_evaluated: list[Unjudged]
+
+
+def anomaly_out(row: FlagRow) -> AnomalyOut:
+    out = AnomalyOut(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        product_area=row.product_area,
+        unit=row.unit,
+        usage_date=row.usage_date,
+        last_date=row.last_date,
+        days=row.days,
+        kind=row.kind,
+        direction=row.direction,
+        observed=row.observed,
+        expected=row.expected,
+        band=Band(row.low, row.high),
+        score=row.score,
+        status=row.status,
+        explanation=row.explanation,
+        opened_position=row.opened_position,
+        reason=row.reason,
+    )
+    if row.note is not None and row.acknowledged_by and row.acknowledged_at:
+        out.acknowledgement = Acknowledgement(
+            row.note, row.acknowledged_by, row.acknowledged_at
+        )
+    return out
+
+
+class AnomalyService:
+    """The flags of one tenant's period."""
+
+    def __init__(  # noqa: PLR0913
+        self,
+        pool: AsyncConnectionPool[Any],
+        cache: UsageCache,
+        audit: AsyncAuditWriter,
+        watcher: PositionWatcher,
+        *,
+        clock: Clock,
+        max_wait_seconds: float,
+    ) -> None:
+        self.pool = pool
+        self.reader = AnomalyReader()
+        self.cache = cache
+        self.audit = audit
+        self.watcher = watcher
+        self.clock = clock
+        self.max_wait_seconds = max_wait_seconds
+        self._encoder = msgspec.json.Encoder()
+
+    async def view(  # noqa: PLR0913 - the question's parts
+        self,
+        principal: Principal,
+        period: str,
+        workspace_id: str | None,
+        status: str | None,
+        *,
+        min_positions: Mapping[str, int] | None,
+        request_id: str,
+    ) -> tuple[bytes, bool]:
+        await self.watcher.wait_until(
+            self._live_positions,
+            min_positions,
+            self.max_wait_seconds,
+            followed=AnomalyProjection.upstreams,
+        )
+        now, tenant = self.clock(), principal.tenant_id
+        async with self.pool.connection() as conn:
+            snapshot = await self.reader.snapshot(conn, tenant, period, now)
+            key = self._key(tenant, workspace_id, status, snapshot)
+            body = await self.cache.get(key)
+            hit = body is not None
+            if body is None:
+                async with conn.pipeline(), conn.transaction():
+                    snapshot = await self.reader.snapshot(conn, tenant, period, now)
+                    flags, unjudged = await self.reader.flags(
+                        conn, tenant, snapshot.period.start, workspace_id, status
+                    )
+                key = self._key(tenant, workspace_id, status, snapshot)
+                body = self._encoder.encode(
+                    anomalies_out(tenant, snapshot, flags, unjudged)
+                )
+        if not hit:
+            await self.cache.put(key, body)
+        try:
+            p = snapshot.period
+            await self.audit.write(
+                AuditRecord.AnomaliesViewed,
+                tenant_id=tenant,
+                actor_id=principal.subject,
+                request_id=request_id,
+                period={"start": p.start.isoformat(), "end": p.end.isoformat()},
+                filters={
+                    "period": period,
+                    "workspace_id": workspace_id,
+                    "status": status,
+                },
+                positions=dict(snapshot.positions),
+                sha256=hashlib.sha256(body).hexdigest(),
+            )
+        except Exception as e:
+            raise AuditUnavailable(
+                f"anomalies not served: audit record not written ({e})"
+            ) from e
+        return body, hit
+
+    async def flag(
+        self, tenant_id: str, anomaly_id: str
+    ) -> tuple[date, FlagRow] | None:
+        async with self.pool.connection() as conn:
+            return await self.reader.flag(conn, tenant_id, anomaly_id)
+
+    async def _live_positions(self) -> dict[str, int]:
+        async with self.pool.connection() as conn:
+            return await self.reader.live_positions(conn)
+
+    def _key(
+        self,
+        tenant: str,
+        workspace_id: str | None,
+        status: str | None,
+        snapshot: AnomalySnapshot,
+    ) -> str:
+        positions = snapshot.positions
+        return self.cache.key(
+            "anomalies",
+            tenant,
+            snapshot.version,
+            snapshot.table,
+            *(positions.get(name, 0) for name in AnomalyProjection.upstreams),
+            snapshot.period.start.isoformat(),
+            workspace_id or "",
+            status or "",
+        )
+
+
+def anomalies_out(
+    tenant_id: str,
+    snapshot: AnomalySnapshot,
+    flags: list[FlagRow],
+    unjudged: list[tuple[str, str, str]],
+) -> AnomaliesOut:
+    p = snapshot.period
+    positions = {n: snapshot.positions.get(n, 0) for n in AnomalyProjection.upstreams}
+    closed = snapshot.clock is not None and p.is_closed(snapshot.clock)
+    reason = (
+        f"too little history to judge: under {MIN_HISTORY_DAYS} days, or under"
+        f" {MIN_SAME_WEEKDAY} earlier days of the same weekday"
+    )
+    return AnomaliesOut(
+        tenant_id=tenant_id,
+        period=UsagePeriod(
+            p.start, p.end, p.timezone, "closed" if closed else "open", p.closes_at
+        ),
+        as_of=snapshot.clock,
+        position=positions.get("metering", 0),
+        positions=positions,
+        method=METHOD,
+        anomalies=[anomaly_out(f) for f in flags],
+        not_evaluated=[Unjudged(*u, reason) for u in unjudged],
+    )

@@ -1,0 +1,221 @@
+"""Unusual days of a usage series, explained (pure: no I/O, no clock).
+
+The baseline of a day is robust and seasonal:
+
+- **expected**: the median of the same weekday over the previous 8 weeks
+  (a day is compared with usual Tuesdays, not with the weekend);
+- **spread**: the median absolute deviation of every day of those 8 weeks
+  from its own weekday's median, in log terms (so a series ten times larger
+  with the same relative noise gets the same band), never below 8%;
+- a **score** is how many spreads a day's log lies from the expected one.
+
+A day is **strong** at |score| >= 5 and at least 1.5x (or 1/1.5x) the
+expected quantity, **weak** at |score| >= 2.5 in the same direction. Three or
+more weak-or-strong days in a row in one direction are one **level shift**
+(flagged once, from its first day); otherwise a strong day up is a **spike**,
+down a **drop** (two strong days in a row are one episode). A day still in
+progress counts only upward, and only once it already exceeds the whole day's
+upper band (a spike shows up within seconds); a drop needs the day to have
+ended. A series with fewer than 4 earlier same-weekday days (or under 21 days
+of history) is not evaluated, and the answer says so. Episodes do not cross
+billing periods.
+
+Why not mean +- 2 sigma: one spike inflates both for weeks, weekends look
+like drops, and a level shift flags every day. Medians and MAD ignore the
+odd day; weekday medians know the week; runs make a shift one flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from domain.values import ZERO
+
+WEEKS = 8
+MIN_SAME_WEEKDAY = 4
+MIN_HISTORY_DAYS = 21
+STRONG = 5.0
+WEAK = 2.5
+MIN_RATIO = 1.5
+MIN_SPREAD = 0.08
+SHIFT_DAYS = 3
+BASELINE = timedelta(days=7 * WEEKS)
+
+
+@dataclass(frozen=True, slots=True)
+class DayScore:
+    day: date
+    observed: Decimal
+    expected: Decimal
+    low: Decimal
+    high: Decimal
+    score: float
+    complete: bool
+
+    @property
+    def direction(self) -> str:
+        return "up" if self.score > 0 else "down"
+
+    @property
+    def strong(self) -> bool:
+        if abs(self.score) < STRONG:
+            return False
+        if self.score > 0:
+            return self.observed >= self.expected * Decimal(MIN_RATIO)
+        return self.observed * Decimal(MIN_RATIO) <= self.expected
+
+    @property
+    def weak(self) -> bool:
+        return abs(self.score) >= WEAK
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """Unusual days in a row, one direction: one flag."""
+
+    kind: str  # spike | drop | level_shift
+    days: tuple[DayScore, ...]
+
+    @property
+    def first(self) -> DayScore:
+        return self.days[0]
+
+    @property
+    def peak(self) -> DayScore:
+        return max(self.days, key=lambda d: abs(d.score))
+
+    @property
+    def direction(self) -> str:
+        return self.first.direction
+
+
+def flag_id(key: Sequence[str], start: date, direction: str) -> str:
+    """The flag's id: what series, from which day, which way (so it stays the
+    same while an episode grows, and across rebuilds)."""
+    text = "/".join((*key, start.isoformat(), direction))
+    return "an_" + hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def score_days(  # noqa: PLR0913 - the series, the days asked, how far time is
+    quantities: Mapping[date, Decimal],
+    first_day: date,
+    start: date,
+    end: date,
+    today: date,
+    day_complete: bool,
+) -> list[DayScore] | None:
+    """Scores of the days start..min(end, today+1) (exclusive end); None when the
+    series has too little history to judge any of them."""
+    scores = []
+    if (start - first_day).days < MIN_HISTORY_DAYS:
+        return None
+    day = start
+    while day < end and day <= today:
+        scored = _score(quantities, first_day, day)
+        if scored is not None:
+            expected, low, high, score = scored
+            complete = day < today or day_complete
+            observed = quantities.get(day, ZERO)
+            scores.append(DayScore(day, observed, expected, low, high, score, complete))
+        day += timedelta(days=1)
+    return scores
+
+
+def episodes(scores: Sequence[DayScore]) -> list[Episode]:
+    """Runs of unusual days: level shifts, spikes and drops, oldest first."""
+    found: list[Episode] = []
+    run: list[DayScore] = []
+
+    def close() -> None:
+        if len(run) >= SHIFT_DAYS:
+            found.append(Episode("level_shift", tuple(run)))
+        else:
+            strong = [d for d in run if d.strong]
+            if strong:
+                kind = "spike" if run[0].direction == "up" else "drop"
+                found.append(Episode(kind, tuple(strong)))
+        run.clear()
+
+    for day in scores:
+        counts = _counts(day)
+        if counts and run and (run[-1].direction != day.direction or _gap(run, day)):
+            close()
+        if counts:
+            run.append(day)
+        else:
+            close()
+    close()
+    return found
+
+
+def _counts(day: DayScore) -> bool:
+    if not day.complete:  # in progress: only a spike already past the whole day
+        return day.score > 0 and day.strong
+    return day.weak
+
+
+def _gap(run: Sequence[DayScore], day: DayScore) -> bool:
+    return (day.day - run[-1].day).days != 1
+
+
+def _score(
+    quantities: Mapping[date, Decimal], first_day: date, day: date
+) -> tuple[Decimal, Decimal, Decimal, float] | None:
+    same = [
+        float(quantities.get(d, ZERO))
+        for d in (day - timedelta(days=7 * k) for k in range(1, WEEKS + 1))
+        if d >= first_day
+    ]
+    if len(same) < MIN_SAME_WEEKDAY:
+        return None
+    window = [
+        float(quantities.get(day - timedelta(days=i), ZERO))
+        for i in range(1, 7 * WEEKS + 1)
+        if day - timedelta(days=i) >= first_day
+    ]
+    floor = max(_median(window) * 0.05, 1e-9)  # a zero stays finite
+    level = _median([math.log(v + floor) for v in same])
+    spread = max(MIN_SPREAD, 1.4826 * _seasonal_mad(quantities, first_day, day, floor))
+    observed = float(quantities.get(day, ZERO))
+    score = (math.log(max(observed, 0.0) + floor) - level) / spread
+    expected = math.exp(level) - floor
+    low = max(0.0, math.exp(level - STRONG * spread) - floor)
+    high = math.exp(level + STRONG * spread) - floor
+    return _quantity(expected), _quantity(low), _quantity(high), round(score, 2)
+
+
+def _seasonal_mad(
+    quantities: Mapping[date, Decimal], first_day: date, day: date, floor: float
+) -> float:
+    """MAD of the 8 weeks' days from their own weekday's median (log terms)."""
+    deviations = []
+    for weekday in range(7):
+        logs = [
+            math.log(float(quantities.get(d, ZERO)) + floor)
+            for d in (day - timedelta(days=7 * k + weekday) for k in range(WEEKS))
+            if d < day and d >= first_day and d != day
+        ]
+        if len(logs) >= 2:
+            middle = _median(logs)
+            deviations += [abs(v - middle) for v in logs]
+    return _median(deviations)
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return 0.0
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def _quantity(value: float) -> Decimal:
+    """Three significant digits: a baseline is an estimate."""
+    if value <= 0 or not math.isfinite(value):
+        return ZERO
+    return Decimal(format(Decimal(f"{value:.3g}"), "f"))

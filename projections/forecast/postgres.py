@@ -28,6 +28,7 @@ from projections.forecast.estimate import (
     PeriodEstimate,
     estimate_period,
 )
+from projections.notices import Notice, record_notices
 from projections.usage_series import (
     Dirty,
     SeriesChanges,
@@ -50,6 +51,7 @@ class ForecastView(SeriesView):
 
     def __init__(self, cursor: Cursor[Any], schema: str, version: int) -> None:
         super().__init__(cursor, schema, version, ForecastProjection())
+        self.notices: list[Notice] = []
 
     def apply(self, changes: SeriesChanges) -> dict[str, Dirty]:
         """Store the batch's inputs; what each tenant's re-projection must cover."""
@@ -129,11 +131,14 @@ class ForecastView(SeriesView):
     ) -> None:
         key = (tenant_id, period_start)
         self.run("DELETE FROM {lines} WHERE tenant_id = %s AND period_start = %s", key)
-        self.run(
-            "DELETE FROM {periods} WHERE tenant_id = %s AND period_start = %s", key
+        before = self.all(
+            "DELETE FROM {periods} WHERE tenant_id = %s AND period_start = %s"
+            " RETURNING charges_to_date, p50",
+            key,
         )
         if estimate is None:
             return
+        self.notices += budget_notices(estimate, before[0] if before else None)
         insert = ForecastProjection().insert_rows
         insert(self.rows, *self.where, PERIODS, PERIOD_COLUMNS, [period_row(estimate)])
         insert(
@@ -143,6 +148,56 @@ class ForecastView(SeriesView):
             LINE_COLUMNS,
             [line_row(estimate, line) for line in estimate.lines],
         )
+
+
+THRESHOLDS = (50, 75, 100)  # percent of the budget reached by charges to date
+
+
+def budget_notices(
+    estimate: PeriodEstimate, before: tuple[Any, ...] | None
+) -> list[Notice]:
+    """What crossing the budget's thresholds tells the tenant: charges to date
+    reaching 50, 75 and 100 %, and the p50 projection reaching it (each once
+    per period: the notice id says which)."""
+    total = estimate.total()
+    budget = estimate.budget
+    if estimate.status != "open" or budget is None or not budget or total is None:
+        return []
+    old_charges, old_p50 = before if before else (None, None)
+    tenant, start = estimate.tenant_id, estimate.period.start.isoformat()
+    data = {
+        "period_start": start,
+        "budget": str(budget),
+        "currency": estimate.currency,
+        "charges_to_date": str(total[0]),
+        "projected_charges": {"p10": str(total[1]), "p50": str(total[2]),
+                              "p90": str(total[3])},
+    }  # fmt: skip
+    found = []
+    for percent in THRESHOLDS:
+        line = budget * percent / 100
+        if total[0] >= line and (old_charges is None or old_charges < line):
+            found.append(
+                Notice(
+                    f"budget.threshold_crossed/{tenant}/{start}/{percent}",
+                    tenant,
+                    "budget.threshold_crossed",
+                    data | {"threshold_percent": percent},
+                    estimate.data_through,
+                )
+            )
+    if total[2] >= budget and (old_p50 is None or old_p50 < budget):
+        breach = estimate.breach_date
+        found.append(
+            Notice(
+                f"budget.projected_breach/{tenant}/{start}",
+                tenant,
+                "budget.projected_breach",
+                data | {"projected_breach_date": breach and breach.isoformat()},
+                estimate.data_through,
+            )
+        )
+    return found
 
 
 PERIOD_COLUMNS = (
@@ -321,3 +376,4 @@ class ForecastProjection(Projection):
         view = ForecastView(cursor, schema, version)
         for tenant, dirty in sorted(view.apply(changes).items()):
             reproject(view, tenant, dirty)
+        record_notices(cursor, schema, self.name, version, view.notices)

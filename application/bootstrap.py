@@ -25,6 +25,10 @@ from application.clock import Clock, utc_now
 from application.metering.app import MeteringApp
 from application.metering.corrections import Corrections
 from application.metering.ingestor import Ingestor
+from application.notifying.delivering import Deliverer, RetryPolicy
+from application.notifying.dispatcher import Dispatcher, DispatchLoop, Enqueue
+from application.notifying.endpoints import WebhookEndpoints
+from application.notifying.store import WebhookStore
 from application.price_book import PriceBookApp
 from application.projecting.progress import PositionWatcher, progress_channel
 from application.projecting.projector import Projector
@@ -73,6 +77,7 @@ class WriteSide:
     clock: ClockApp
     reviews: AnomalyReviewsApp
     projector: Projector
+    webhook_store: WebhookStore
 
     @property
     def ledger(self) -> LedgerReader:
@@ -81,6 +86,7 @@ class WriteSide:
 
     def close(self) -> None:
         self.projector.close()
+        self.webhook_store.close()
         for app in (
             self.metering,
             self.tenants,
@@ -111,14 +117,24 @@ def bootstrap(settings: Settings, *, create_tables: bool = False) -> WriteSide:
         apps = (metering, tenants, audit, price_book, clock, reviews)
         upstreams = {app.name: app for app in apps}
         projector = Projector(settings, PROJECTIONS, upstreams)
+        webhook_store = WebhookStore(settings)
         if create_tables:
             projector.ensure_tables()
+            webhook_store.ensure_tables()
             with connect(settings, autocommit=True) as conn:
                 conn.execute(
                     append_function_ddl(settings.db_schema, audit.events_table)
                 )
     return WriteSide(
-        settings, metering, tenants, price_book, audit, clock, reviews, projector
+        settings,
+        metering,
+        tenants,
+        price_book,
+        audit,
+        clock,
+        reviews,
+        projector,
+        webhook_store,
     )
 
 
@@ -146,6 +162,7 @@ class Services:
     corrections: Corrections
     verifier: TokenVerifier
     clock: Clock
+    webhooks: WebhookEndpoints
 
     def close(self) -> None:
         self.audit.close()
@@ -182,6 +199,46 @@ def build_services(
         ),
         verifier=TokenVerifier(settings),
         clock=clock,
+        webhooks=WebhookEndpoints(
+            write_side.webhook_store, allow_private=settings.webhook_allow_private
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """What a worker runs to deliver webhooks: the dispatch loop and the deliverer."""
+
+    dispatcher: Dispatcher
+    loop: DispatchLoop
+    deliverer: Deliverer
+
+
+def build_webhook_delivery(services: Services, enqueue: Enqueue) -> WebhookDelivery:
+    """Dispatcher and deliverer; `enqueue` queues an attempt (the worker's actor)."""
+    settings, store = services.settings, services.write_side.webhook_store
+    dispatcher = Dispatcher(
+        store, enqueue, recover_after_seconds=settings.webhook_recover_after_seconds
+    )
+    policy = RetryPolicy(
+        max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds,
+        max_backoff_seconds=settings.webhook_max_backoff_seconds,
+    )
+    return WebhookDelivery(
+        dispatcher,
+        DispatchLoop(
+            dispatcher,
+            wake_channel=progress_channel(settings.db_schema),
+            tick_seconds=settings.projection_tick_seconds,
+        ),
+        Deliverer(
+            store,
+            policy,
+            enqueue,
+            allow_private=settings.webhook_allow_private,
+            timeout_seconds=settings.webhook_timeout_seconds,
+        ),
     )
 
 

@@ -92,6 +92,7 @@ def worker(processes: int, threads: int) -> None:
         "--queues",
         "ingest",
         "projections",
+        "webhooks",
     ]
     os.execv(sys.executable, command)  # noqa: S606 - our own interpreter and module
 

@@ -15,6 +15,7 @@ from application.tokens import InvalidToken
 from workers.broker import broker
 from workers.projector_service import ProjectorService
 from workers.runtime import ingestor, verifier, write_side
+from workers.webhooks import deliver_webhook  # noqa: F401 - registers the actor
 
 log = logging.getLogger(__name__)
 

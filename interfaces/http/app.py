@@ -33,6 +33,7 @@ from interfaces.http.ops import OpsController
 from interfaces.http.platform import PlatformController
 from interfaces.http.price_book import PriceBookAdminController, PriceBookOpsController
 from interfaces.http.system import SystemController
+from interfaces.http.webhooks import WebhooksController
 
 STATIC_DIR = Path(__file__).parent / "static"
 ROUTES: list[Any] = [
@@ -46,6 +47,7 @@ ROUTES: list[Any] = [
     BudgetController,
     ForecastController,
     AnomaliesController,
+    WebhooksController,
     SystemController,
     DashboardController,
 ]

@@ -82,6 +82,7 @@ def dependencies(
         "price_book": _value(lambda: ws.price_book),
         "reviews": _value(lambda: ws.reviews),
         "projector": _value(lambda: ws.projector),
+        "webhooks": _value(lambda: services.webhooks),
         "metrics": _value(lambda: metrics),
         "read_side": _value(read_side),
         "audit_reader": _value(lambda: read_side().audit_reader),

@@ -23,6 +23,8 @@ from application.metering.corrections import (
     InvalidCorrection,
     LedgerBehind,
 )
+from application.notifying.addresses import InvalidWebhookUrl
+from application.notifying.endpoints import InvalidDeliveryQuery, NoWebhook
 from application.price_book import (
     BudgetNeedsPriceBook,
     InvalidBudget,
@@ -169,6 +171,9 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     InvalidUsageQuery: bad_request,
     InvalidAuditQuery: bad_request,
     InvalidParameter: bad_request,
+    InvalidWebhookUrl: unprocessable,
+    InvalidDeliveryQuery: bad_request,
+    NoWebhook: not_found,
     UsageNotFound: not_found,
     UnknownProjection: not_found,
     UsageError: conflict,

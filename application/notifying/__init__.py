@@ -1,0 +1,1 @@
+"""Webhooks: notices delivered to each tenant's endpoint, signed, from an outbox."""

@@ -177,6 +177,12 @@ class AnomalyView(SeriesView):
         )
         for f in flags:
             self.notices += _notices(tenant_id, period, f, before.get(f.id))
+        now = {f.id for f in flags}
+        for gone, status in sorted(before.items()):
+            if gone not in now and status != "cleared":
+                # Raised on restated data and restated again: no row says
+                # so, but the tenant's systems heard it opened; close it.
+                self.notices.append(_gone(tenant_id, period, gone))
 
 
 FLAG_COLUMNS = (
@@ -266,6 +272,22 @@ def _notices(
     return []
 
 
+def _gone(tenant_id: str, period: BillingPeriod, anomaly_id: str) -> Notice:
+    return Notice(
+        f"anomaly.cleared/{anomaly_id}",
+        tenant_id,
+        "anomaly.cleared",
+        {
+            "id": anomaly_id,
+            "status": "cleared",
+            "reason": "Restated: the usage that raised it was corrected again; it is"
+            " no longer unusual.",
+            "period_start": period.start.isoformat(),
+        },
+        period.starts_at,
+    )
+
+
 def evaluate(  # noqa: PLR0913 - the period and every input of its flags
     calendar: TenantCalendar,
     period: BillingPeriod,
@@ -303,7 +325,7 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
                     "acknowledged" if ack else "open",
                     explanation(key, episode),
                     None,
-                    max(days[d.day].position for d in episode.days if d.day in days),
+                    _position(days, episode),
                     ack,
                 )
             )
@@ -311,7 +333,6 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
             anomaly_id = flag_id((*key,), episode.first.day, episode.direction)
             if anomaly_id in found:
                 continue
-            restated = [d for d in episode.days if days.get(d.day)]
             flags.append(
                 Flag(
                     anomaly_id,
@@ -320,11 +341,18 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
                     "cleared",
                     explanation(key, episode),
                     cleared_reason(key, episode, now),
-                    max((days[d.day].position for d in restated), default=0),
+                    _position(days, episode),
                     acks.get(anomaly_id),
                 )
             )
     return flags, unjudged
+
+
+def _position(days: dict[date, DayUsage], episode: Episode) -> int:
+    """The latest metering event the flag rests on: of its series, up to its
+    last day (a day with nothing at all has no event of its own)."""
+    last = episode.days[-1].day
+    return max((u.position for d, u in days.items() if d <= last), default=0)
 
 
 def reproject(view: AnomalyView, tenant_id: str, dirty: Dirty) -> None:

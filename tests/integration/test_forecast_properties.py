@@ -38,6 +38,7 @@ START = datetime(2026, 6, 20, tzinfo=UTC)
 TENANTS = ["t_a", "t_b"]
 ZONES = ["UTC", "America/New_York", "Asia/Kolkata"]
 FORECAST = "billing_forecast"
+ANOMALIES = "billing_anomalies"
 REFUSED = (UsageNotFound, UsageError, InvalidCorrection)
 
 quantities = st.decimals(min_value=0, max_value=1000, places=2, allow_nan=False)
@@ -96,6 +97,7 @@ steps = st.one_of(
         st.decimals(min_value=1, max_value=500, places=2),
     ),
     st.just(("tick",)),
+    st.tuples(st.just("ack"), st.sampled_from(TENANTS)),
     st.tuples(st.just("project"), st.integers(1, 10)),
 )
 # Minutes between steps: up to 9 days, so periods open, close and calibrate.
@@ -150,8 +152,25 @@ def play(h: Harness, history: list[tuple[Any, int]]) -> None:
                 )
         elif kind == "tick":
             ws.clock.record_tick(now)
+        elif kind == "ack":
+            flag = _a_flag(ws, args[0])
+            if flag:
+                ws.reviews.acknowledge(
+                    args[0], flag[0], flag[1], "seen", actor_id="admin", now=now
+                )
         else:
             ws.projector.advance(FORECAST, max_events=args[0])
+            ws.projector.advance(ANOMALIES, max_events=args[0])
+
+
+def _a_flag(write_side: WriteSide, tenant: str) -> tuple[str, date] | None:
+    with psycopg.connect(write_side.settings.conninfo()) as conn:
+        row = conn.execute(
+            "SELECT id, period_start FROM billing_anomalies_flags"
+            " WHERE tenant_id = %s ORDER BY id LIMIT 1",
+            (tenant,),
+        ).fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def forecast_rows(settings: Settings) -> tuple[list[Any], list[Any]]:
@@ -164,6 +183,24 @@ def forecast_rows(settings: Settings) -> tuple[list[Any], list[Any]]:
             " ORDER BY tenant_id, period_start, workspace_id, product_area, unit"
         ).fetchall()
     return periods, lines
+
+
+def anomaly_rows(settings: Settings) -> tuple[list[Any], list[Any]]:
+    with psycopg.connect(settings.conninfo()) as conn:
+        flags = conn.execute(
+            "SELECT * FROM billing_anomalies_flags ORDER BY tenant_id, period_start, id"
+        ).fetchall()
+        unjudged = conn.execute(
+            "SELECT * FROM billing_anomalies_unjudged ORDER BY 1, 2, 3, 4, 5"
+        ).fetchall()
+    return flags, unjudged
+
+
+def deliverable_notices(settings: Settings) -> list[Any]:
+    with psycopg.connect(settings.conninfo()) as conn:
+        return conn.execute(
+            "SELECT id, data FROM billing_notices WHERE suppressed IS NULL ORDER BY id"
+        ).fetchall()
 
 
 def closed_answers_equal_priced_usage(write_side: WriteSide) -> int:
@@ -226,14 +263,23 @@ def test_incremental_equals_rebuild_and_closed_periods_are_priced_usage(
     ):
         play(h, [*history, (("tick",), later)])
         write_side.projector.advance(FORECAST)
+        write_side.projector.advance(ANOMALIES)
         write_side.projector.advance("billing_usage_daily")
         incremental = forecast_rows(write_side.settings)
+        flags = anomaly_rows(write_side.settings)
+        sent = deliverable_notices(write_side.settings)
 
         write_side.projector.rebuild(FORECAST)
+        write_side.projector.rebuild(ANOMALIES)
         rebuilt = forecast_rows(write_side.settings)
+        rebuilt_flags = anomaly_rows(write_side.settings)
         checked = closed_answers_equal_priced_usage(write_side)
+        after_rebuild = deliverable_notices(write_side.settings)
 
     assert rebuilt == incremental
+    assert rebuilt_flags == flags
+    assert after_rebuild == sent  # a rebuild sends nothing
+    event(f"anomaly flags: {'some' if flags[0] else 'none'}")
     periods, lines = incremental
     event(f"closed lines checked: {'some' if checked else 'none'}")
     backtested = any(x[-1] for x in lines)

@@ -23,7 +23,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -170,6 +170,38 @@ OUTAGE_HOURS = 6
 OUTAGE_DELAY = timedelta(days=5)
 
 
+# Anomalies planted in the last weeks, so the demo shows each kind: a spike, a
+# drop, a level shift, and a day first reported nearly empty (its usage held
+# back) whose late data then restate it, clearing the drop it raised.
+PLANTED_LATE = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class Planted:
+    spike_day: int
+    drop_day: int
+    shift_from: int
+    late_day: int
+
+    @classmethod
+    def of(cls, plan: SeedPlan) -> Planted | None:
+        """None when the plan is too small to judge anomalies (under 6 weeks,
+        or under 4 workspaces)."""
+        if plan.days < 42 or plan.workspaces < 4:
+            return None
+        last = plan.days - 1
+        return cls(last - 3, last - 5, last - 8, last - 10)
+
+    def factor(self, day: int, workspace: int, area: int) -> Decimal:
+        if (day, workspace, area) == (self.spike_day, 0, 0):
+            return Decimal(6)
+        if (day, workspace) == (self.drop_day, 1):
+            return Decimal("0.1")
+        if day >= self.shift_from and (workspace, area) == (2, 1):
+            return Decimal("2.5")
+        return Decimal(1)
+
+
 def generate_days(
     plan: SeedPlan, now: datetime, tenant: str
 ) -> Iterator[list[dict[str, Any]]]:
@@ -181,17 +213,25 @@ def generate_days(
     }
     start = history_start(plan, now)
     step = timedelta(hours=24) / plan.events_per_day
+    planted = Planted.of(plan)
+    # Each workspace has its own size; a day varies around it by +-15%, and
+    # the whole tenant grows by half over the history.
+    sizes = [0.5 + rng.random() * 2 for _ in plan.workspace_list()]
     for day in range(plan.days):
         events: list[dict[str, Any]] = []
         for w, workspace in enumerate(plan.workspace_list()):
-            level = Decimal(0.5 + rng.random() * 2) * Decimal(1 + day / plan.days / 2)
-            for area, unit, base in plan.area_list():
+            daily = sizes[w] * (0.85 + rng.random() * 0.3) * (1 + day / plan.days / 2)
+            level = Decimal(daily)
+            for a, (area, unit, base) in enumerate(plan.area_list()):
+                plant = planted.factor(day, w, a) if planted else Decimal(1)
                 for i in range(plan.events_per_day):
                     at = start + timedelta(days=day) + step * i
                     if at > now:
                         break
-                    factor = _rhythm(at, rng) * (
-                        Decimal(12) if (day, w) in spikes else 1
+                    factor = (
+                        _rhythm(at, rng)
+                        * (Decimal(12) if (day, w) in spikes else 1)
+                        * plant
                     )
                     quantity = (base * level * factor).quantize(Decimal("0.001"))
                     events.append(
@@ -242,6 +282,8 @@ class Producer:
     timezone: str
     outage_workspace: str
     rng: random.Random
+    # Planted: this workspace's usage of this UTC day is sent PLANTED_LATE late.
+    held: tuple[str, date] | None = None
 
     def sends(
         self, events: list[dict[str, Any]], order: Iterator[int]
@@ -256,7 +298,9 @@ class Producer:
         for event in events:
             at = datetime.fromisoformat(event["timestamp"])
             local = at.astimezone(zone)
-            if event["workspace_id"] == self.outage_workspace and _month_end(local):
+            if self.held == (event["workspace_id"], at.date()):
+                yield Send(at + PLANTED_LATE, next(order), self.tenant, [event])
+            elif event["workspace_id"] == self.outage_workspace and _month_end(local):
                 backlog.append(event)
             elif rng.random() < LATE_SHARE:
                 low, high = LATE_DELAYS
@@ -342,7 +386,12 @@ def seed(  # noqa: PLR0913 - the plan, the applications it writes to, the clock
                 now=start,
             )
         rng = random.Random(f"{plan.seed}/{tenant}/sends")  # noqa: S311
-        producer = Producer(tenant, timezone, plan.workspace_list()[0], rng)
+        planted = Planted.of(plan)
+        held = None
+        if planted:
+            late = (start + timedelta(days=planted.late_day)).date()
+            held = (plan.workspace_list()[3], late)
+        producer = Producer(tenant, timezone, plan.workspace_list()[0], rng, held)
         producers.append((generate_days(plan, now, tenant), producer))
     for day in range(plan.days):
         for history, producer in producers:

@@ -21,6 +21,7 @@ from domain.anomaly_reviews import AnomalyAcknowledgement
 from domain.periods import BillingPeriod, local_midnight, usage_date
 from projections.anomalies.detect import (
     BASELINE,
+    DayScore,
     Episode,
     episodes,
     flag_id,
@@ -329,9 +330,29 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
                     ack,
                 )
             )
+        current = {d.day: d for d in scores}
         for episode in episodes(was):
             anomaly_id = flag_id((*key,), episode.first.day, episode.direction)
             if anomaly_id in found:
+                continue
+            still = tuple(current[d.day] for d in episode.days if d.day in current)
+            if still and all(_same_way(d, episode.direction) for d in still):
+                # Restated, but not back to usual: the flag stands, on the
+                # restated figures (a flag is cleared only by a usual day).
+                ack = acks.get(anomaly_id)
+                kept = Episode(episode.kind, still)
+                flags.append(
+                    Flag(
+                        anomaly_id,
+                        key,
+                        kept,
+                        "acknowledged" if ack else "open",
+                        explanation(key, kept),
+                        None,
+                        _position(days, kept),
+                        ack,
+                    )
+                )
                 continue
             flags.append(
                 Flag(
@@ -346,6 +367,10 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
                 )
             )
     return flags, unjudged
+
+
+def _same_way(day: DayScore, direction: str) -> bool:
+    return day.weak and day.direction == direction
 
 
 def _position(days: dict[date, DayUsage], episode: Episode) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import singledispatch
 from typing import Any, NamedTuple
 
@@ -386,9 +386,11 @@ def reproject(view: AnomalyView, tenant_id: str, dirty: Dirty) -> None:
         return
     calendar = view.calendar(tenant_id)
     current = calendar.period_at(observed)
-    starts = view.periods_to_reproject(
-        calendar, current, dirty, BASELINE, view.open_periods(tenant_id, observed)
-    )
+    # Yesterday's period too: its last day may just have ended (a drop).
+    yesterday = usage_date(observed, calendar.timezone) - timedelta(days=1)
+    still_open = view.open_periods(tenant_id, observed)
+    still_open.add(calendar.period_of(yesterday).start)
+    starts = view.periods_to_reproject(calendar, current, dirty, BASELINE, still_open)
     first_days = view.first_days(tenant_id)
     for start in starts:
         period = calendar.period_of(start)

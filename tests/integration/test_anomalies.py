@@ -226,3 +226,18 @@ def test_a_series_with_too_little_history_is_listed_not_judged(
     (series,) = body["not_evaluated"]
     assert (series["workspace_id"], series["product_area"]) == ("ws_a", "compute")
     assert "too little history" in series["reason"]
+
+
+def test_a_drop_on_the_last_day_of_a_period_is_flagged_once_it_has_ended(
+    client: TestClient[Any], settings: Settings, usage: Usage
+) -> None:
+    usage.history(89)  # Aug 3 to Oct 30
+    last = datetime(2026, 10, 31, tzinfo=UTC)  # a Saturday: usually 40
+    usage.day(last, 1)
+    usage.at(last.replace(hour=23))
+    before = flags(client, settings)["anomalies"]
+    usage.at(datetime(2026, 11, 1, 0, 10, tzinfo=UTC))  # November has begun
+    after = flags(client, settings)["anomalies"]
+
+    assert before == []
+    assert [(f["kind"], f["usage_date"]) for f in after] == [("drop", "2026-10-31")]

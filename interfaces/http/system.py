@@ -10,7 +10,6 @@ import anyio
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from application.bootstrap import ReadSide
 from application.projecting.projector import Projector
@@ -70,7 +69,11 @@ class SystemController(Controller):
     ) -> Response[bytes]:
         await _refresh_projection_gauges(metrics, projector)
         await _refresh_queue_depths(metrics, read_side, settings.redis_namespace)
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        # The exact header: Litestar would add a second charset to a text/
+        # media type that already names one.
+        return Response(
+            metrics.exposition(), headers={"Content-Type": metrics.content_type}
+        )
 
 
 async def _check(awaitable: Any) -> str:

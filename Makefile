@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 .PHONY: help install demo test lint unit integration e2e bench bench-smoke services clean
 
 help: ## List the everyday commands
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[A-Za-z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/billing: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -115,12 +115,12 @@ def address_problem(address: Address) -> str | None:
         ("unspecified", address.is_unspecified),
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
+        ("reserved", address.is_reserved),
         (
             "site-local",
             isinstance(address, ipaddress.IPv6Address) and address.is_site_local,
         ),
-        ("reserved", address.is_reserved),
+        ("private", address.is_private),
         ("non-public", not address.is_global),
     )
     return next((name for name, applies in checks if applies), None)

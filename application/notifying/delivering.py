@@ -135,12 +135,10 @@ class Deliverer:
             claim.secret, claim.id, int(self.unix_time()), claim.body
         )
         answer = post(destination, body, headers, self.timeout_seconds)
-        return Answer(
-            answer.status_code,
-            answer.error,
-            _ms(started),
-            answer.retry_after,
-        )
+        code, error = answer.status_code, answer.error
+        if code is not None and not 200 <= code < 300:
+            error = f"answered HTTP {code}"
+        return Answer(code, error, _ms(started), answer.retry_after)
 
     def _log(
         self, claim: Claim, answer: Answer, status: str, retry_in: float | None

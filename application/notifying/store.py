@@ -169,7 +169,7 @@ class WebhookStore:
         self.pool: ConnectionPool[Connection[Row]] = ConnectionPool(
             self.conninfo,
             min_size=1,
-            max_size=4,
+            max_size=2,  # short statements, never held across a request
             kwargs={"row_factory": dict_row},
             timeout=settings.db_pool_timeout_seconds,
             name="webhooks",

@@ -83,7 +83,7 @@ def worker(processes: int, threads: int) -> None:
     command = [
         sys.executable,
         "-m",
-        "dramatiq",
+        "workers",  # Dramatiq's command line, logging JSON in every process
         "workers.actors",
         "--processes",
         str(processes),

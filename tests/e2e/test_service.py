@@ -95,6 +95,17 @@ def test_requests_are_logged_as_json_with_tenant_and_request_id(
     assert service.settings.jwt_secret not in "".join(service.server.lines)
 
 
+def test_every_line_the_worker_writes_is_json_its_main_process_too(
+    service: Service,
+) -> None:
+    service.worker.wait_for_output("is booting up")
+
+    records = [json.loads(line) for line in service.worker.lines if line.strip()]
+
+    assert "dramatiq.MainProcess" in {r["logger"] for r in records}
+    assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
+
+
 def test_an_unauthenticated_request_is_logged_and_counted_as_401_not_500(
     service: Service,
 ) -> None:

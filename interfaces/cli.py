@@ -15,6 +15,7 @@ import click
 
 from application.settings import ConfigurationError, Settings
 from application.tokens import ROLES, issue_token
+from interfaces.progress import show_progress
 
 
 def _settings() -> Settings:
@@ -170,13 +171,7 @@ def seed(  # noqa: PLR0913
     )
     with (
         _write_side(settings) as ws,
-        click.progressbar(
-            length=plan.expected_events,
-            label="seeding usage",
-            show_eta=True,
-            show_pos=True,
-            file=sys.stderr,
-        ) as bar,
+        show_progress(plan.expected_events, "seeding usage") as bar,
     ):
         report = run_seed(
             plan,
@@ -246,9 +241,7 @@ def projections_rebuild(name: str) -> None:
             known = ", ".join(ws.projector.projections)
             raise click.ClickException(f"unknown projection {name!r}; one of: {known}")
         started = time.monotonic()
-        with click.progressbar(
-            length=1, label=f"rebuilding {name}", show_eta=True, file=sys.stderr
-        ) as bar:
+        with show_progress(1, f"rebuilding {name}") as bar:
 
             def progress(done: int, total: int) -> None:
                 bar.length = max(total, done, 1)

@@ -32,6 +32,7 @@ from interfaces.http.observability import Metrics, RequestContextMiddleware
 from interfaces.http.ops import OpsController
 from interfaces.http.platform import PlatformController
 from interfaces.http.price_book import PriceBookAdminController, PriceBookOpsController
+from interfaces.http.schema_viewer import swagger_ui, swagger_ui_assets
 from interfaces.http.system import SystemController
 from interfaces.http.webhooks import WebhooksController
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 opt={"exclude_from_auth": True},
                 include_in_schema=False,
             ),
+            swagger_ui_assets(),
         ],
         dependencies=dependencies(services, read_side, metrics),
         middleware=[
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 }
             ),
             security=[{"bearer": []}],
+            render_plugins=[swagger_ui()],
         ),
         logging_config=None,  # keep our JSON logging (application/logs.py)
         debug=False,

@@ -132,22 +132,38 @@ class PositionWatcher:
         what it has, and its positions say so). Upstreams outside `followed`
         (those the read model does not follow) cannot change its answer and are
         not waited for."""
+        missing = await self.unreached(
+            read_positions, wanted, timeout, followed=followed
+        )
+        return not missing
+
+    async def unreached(
+        self,
+        read_positions: Callable[[], Awaitable[Mapping[str, int]]],
+        wanted: Mapping[str, int] | None,
+        timeout: float,
+        *,
+        followed: Sequence[str] | None = None,
+    ) -> dict[str, int]:
+        """Wait as `wait_until` does; the positions asked for that were still
+        not reached at the timeout (empty once every one was)."""
         wanted = {
             name: position
             for name, position in (wanted or {}).items()
             if position > 0 and (followed is None or name in followed)
         }
         if not wanted:
-            return True
+            return {}
         deadline = time.monotonic() + timeout
         while True:
             moved = self._moved  # taken before reading, so no wake-up is missed
             current = await read_positions()
-            if all(current.get(name, 0) >= p for name, p in wanted.items()):
-                return True
+            missing = {n: p for n, p in wanted.items() if current.get(n, 0) < p}
+            if not missing:
+                return {}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return missing
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), remaining)
 

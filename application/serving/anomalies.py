@@ -16,6 +16,7 @@ from application.audit.writer import AuditUnavailable
 from application.clock import Clock
 from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
+from application.serving.waiting import Answer, Wait, wait_for_writes, with_wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.anomalies.detect import MIN_HISTORY_DAYS, MIN_SAME_WEEKDAY
@@ -71,7 +72,7 @@ class Unjudged(msgspec.Struct):
     reason: str
 
 
-class AnomaliesOut(msgspec.Struct):
+class AnomaliesOut(msgspec.Struct, omit_defaults=True):
     tenant_id: str
     period: UsagePeriod
     as_of: datetime | None
@@ -80,6 +81,8 @@ class AnomaliesOut(msgspec.Struct):
     method: str
     anomalies: list[AnomalyOut]
     not_evaluated: list[Unjudged]
+    # Only when asked to wait; added to each answer, never kept in the cache.
+    waited: Wait | None = None
 
 
 def anomaly_out(row: FlagRow) -> AnomalyOut:
@@ -140,8 +143,10 @@ class AnomalyService:
         *,
         min_positions: Mapping[str, int] | None,
         request_id: str,
-    ) -> tuple[bytes, bool]:
-        await self.watcher.wait_until(
+    ) -> Answer:
+        """The encoded answer, whether it came from the cache, how the wait went."""
+        wait = await wait_for_writes(
+            self.watcher,
             self._live_positions,
             min_positions,
             self.max_wait_seconds,
@@ -185,7 +190,7 @@ class AnomalyService:
             raise AuditUnavailable(
                 f"anomalies not served: audit record not written ({e})"
             ) from e
-        return body, hit
+        return Answer(with_wait(body, wait), hit, wait)
 
     async def flag(
         self, tenant_id: str, anomaly_id: str

@@ -18,6 +18,7 @@ import msgspec
 
 from application.audit.writer import AuditUnavailable
 from application.serving.usage import UsageService, filters_of, period_fields
+from application.serving.waiting import Wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.usage_daily.query import UsageQuery
@@ -33,6 +34,7 @@ class ExportedFile:
     sha256: str
     row_count: int
     filename: str
+    wait: Wait | None  # how the wait for min_positions went (None: none asked)
 
 
 class ExportService:
@@ -51,7 +53,7 @@ class ExportService:
         request_id: str,
     ) -> ExportedFile:
         """Write the CSV to the export store, audit it, and say where it is."""
-        await self.usage.wait_for(min_positions)
+        wait = await self.usage.wait_for(min_positions)
         export_id = uuid4()
         file_key = f"{principal.tenant_id}/{export_id}.csv"
         path = self.export_dir / file_key
@@ -83,7 +85,9 @@ class ExportService:
                 f"export not served: audit record not written ({e})"
             ) from e
         filename = f"usage-{principal.tenant_id}-{snapshot.period.label}.csv"
-        return ExportedFile(export_id, file_key, path, digest, row_count, filename)
+        return ExportedFile(
+            export_id, file_key, path, digest, row_count, filename, wait
+        )
 
     async def _write_csv(
         self, conn: Any, query: UsageQuery, snapshot: Snapshot, path: Path

@@ -20,6 +20,7 @@ from application.audit.writer import AuditUnavailable
 from application.clock import Clock
 from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
+from application.serving.waiting import Answer, Wait, wait_for_writes, with_wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from domain.currencies import round_money
@@ -69,7 +70,7 @@ class Budget(msgspec.Struct):
     projected_breach_date: date | None
 
 
-class ForecastOut(msgspec.Struct):
+class ForecastOut(msgspec.Struct, omit_defaults=True):
     """The forecast answer (DESIGN section 6b)."""
 
     kind: str
@@ -92,6 +93,8 @@ class ForecastOut(msgspec.Struct):
     lines: list[ForecastLine]
     budget: Budget | None
     notes: list[str]
+    # Only when asked to wait; added to each answer, never kept in the cache.
+    waited: Wait | None = None
 
 
 class ForecastService:
@@ -124,9 +127,15 @@ class ForecastService:
         *,
         min_positions: Mapping[str, int] | None,
         request_id: str,
-    ) -> tuple[bytes, bool]:
-        """The encoded answer, and whether it came from the cache."""
-        await self._wait_for(min_positions)
+    ) -> Answer:
+        """The encoded answer, whether it came from the cache, how the wait went."""
+        wait = await wait_for_writes(
+            self.watcher,
+            self._live_positions,
+            min_positions,
+            self.max_wait_seconds,
+            followed=ForecastProjection.upstreams,
+        )
         now = self.clock()
         tenant = principal.tenant_id
         async with self.pool.connection() as conn:
@@ -149,17 +158,7 @@ class ForecastService:
         await self._audit_view(
             principal, period, workspace_id, snapshot, body, request_id
         )
-        return body, hit
-
-    async def _wait_for(self, wanted: Mapping[str, int] | None) -> None:
-        """Wait briefly until the read model has processed each upstream it
-        follows up to the position asked."""
-        await self.watcher.wait_until(
-            self._live_positions,
-            wanted,
-            self.max_wait_seconds,
-            followed=ForecastProjection.upstreams,
-        )
+        return Answer(with_wait(body, wait), hit, wait)
 
     async def _live_positions(self) -> dict[str, int]:
         async with self.pool.connection() as conn:

@@ -18,6 +18,7 @@ from application.audit.writer import AuditUnavailable
 from application.clock import Clock
 from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
+from application.serving.waiting import Answer, Wait, wait_for_writes
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.usage_daily.postgres import UsageDailyProjection
@@ -26,7 +27,7 @@ from projections.usage_daily.reader import UsageReader
 from projections.usage_daily.rows import Snapshot, UsageData, UsagePeriod, UsageTotal
 
 
-class UsageOut(msgspec.Struct):
+class UsageOut(msgspec.Struct, omit_defaults=True):
     """The usage answer (DESIGN section 6)."""
 
     tenant_id: str
@@ -37,9 +38,10 @@ class UsageOut(msgspec.Struct):
     rows: list[Any]
     totals: list[UsageTotal]
     late_adjustments: list[Any]
+    waited: Wait | None = None  # only when asked to wait (min_positions)
 
 
-class _Envelope(msgspec.Struct):
+class _Envelope(msgspec.Struct, omit_defaults=True):
     tenant_id: str
     period: UsagePeriod
     as_of: datetime
@@ -48,6 +50,7 @@ class _Envelope(msgspec.Struct):
     rows: msgspec.Raw
     totals: msgspec.Raw
     late_adjustments: msgspec.Raw
+    waited: Wait | None = None
 
 
 class UsageService:
@@ -80,9 +83,9 @@ class UsageService:
         *,
         min_positions: Mapping[str, int] | None,
         request_id: str,
-    ) -> tuple[bytes, bool]:
-        """The encoded answer, and whether it came from the cache."""
-        await self.wait_for(min_positions)
+    ) -> Answer:
+        """The encoded answer, whether it came from the cache, how the wait went."""
+        wait = await self.wait_for(min_positions)
         now = self.clock()
         async with self.pool.connection() as conn:
             # One statement (its own snapshot) says where the read model is; a
@@ -105,12 +108,14 @@ class UsageService:
         if cached is None:
             await self.cache.put(key, _join(parts, row_count))
         await self._audit_view(principal, query, snapshot, row_count, request_id)
-        return self._envelope(query, snapshot, parts), cached is not None
+        body = self._envelope(query, snapshot, parts, wait)
+        return Answer(body, cached is not None, wait)
 
-    async def wait_for(self, wanted: Mapping[str, int] | None) -> None:
+    async def wait_for(self, wanted: Mapping[str, int] | None) -> Wait | None:
         """Wait briefly until the read model has processed each upstream it
-        follows up to the position asked."""
-        await self.watcher.wait_until(
+        follows up to the position asked; None when nothing was asked."""
+        return await wait_for_writes(
+            self.watcher,
             self._live_positions,
             wanted,
             self.max_wait_seconds,
@@ -141,7 +146,11 @@ class UsageService:
         return encode(data.rows), encode(data.totals), encode(data.late_adjustments)
 
     def _envelope(
-        self, query: UsageQuery, snapshot: Snapshot, parts: tuple[bytes, bytes, bytes]
+        self,
+        query: UsageQuery,
+        snapshot: Snapshot,
+        parts: tuple[bytes, bytes, bytes],
+        wait: Wait | None,
     ) -> bytes:
         rows, totals, adjustments = parts
         return self._encoder.encode(
@@ -154,6 +163,7 @@ class UsageService:
                 rows=msgspec.Raw(rows),
                 totals=msgspec.Raw(totals),
                 late_adjustments=msgspec.Raw(adjustments),
+                waited=wait,
             )
         )
 

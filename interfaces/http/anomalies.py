@@ -25,7 +25,7 @@ from domain.periods import check_period_spec
 from domain.values import InvalidValue, check_identifier, check_storable_text
 from interfaces.http.audited import record_change
 from interfaces.http.auth import requires_role
-from interfaces.http.billing import requires_enabled_tenant
+from interfaces.http.billing import answer_headers, requires_enabled_tenant
 from interfaces.http.dependencies import Billing
 from interfaces.http.params import InvalidParameter, parse_min_positions, request_id
 
@@ -71,7 +71,7 @@ class AnomaliesController(Controller):
             _identifier("workspace_id", workspace_id)
         if status is not None and status not in STATUSES:
             raise InvalidParameter(f"status: must be one of {', '.join(STATUSES)}")
-        body, hit = await billing.anomalies.view(
+        answer = await billing.anomalies.view(
             request.user,
             spec,
             workspace_id,
@@ -79,11 +79,11 @@ class AnomaliesController(Controller):
             min_positions=parse_min_positions(min_position, min_positions),
             request_id=request_id(request),
         )
-        billing.metrics.cache.labels("hit" if hit else "miss").inc()
+        billing.metrics.cache.labels("hit" if answer.hit else "miss").inc()
         return Response(
-            body,  # type: ignore[arg-type] # pre-encoded AnomaliesOut
+            answer.body,  # type: ignore[arg-type] # pre-encoded AnomaliesOut
             media_type="application/json",
-            headers={"X-Cache": "hit" if hit else "miss"},
+            headers=answer_headers(answer),
         )
 
     @post(

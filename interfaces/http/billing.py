@@ -18,6 +18,7 @@ from litestar.params import FromQuery
 from litestar.response import Stream
 
 from application.serving.usage import UsageOut
+from application.serving.waiting import Answer, Wait
 from application.tokens import Principal
 from interfaces.http.auth import requires_role
 from interfaces.http.dependencies import Billing
@@ -52,6 +53,17 @@ def usage_query(  # noqa: PLR0913 - one argument per query parameter
         group_by=group_by,
     )
     return query, parse_min_positions(min_position, min_positions)
+
+
+def answer_headers(answer: Answer) -> dict[str, str]:
+    """X-Cache, and X-Read-Your-Writes when the read was asked to wait."""
+    return {"X-Cache": "hit" if answer.hit else "miss", **wait_header(answer.wait)}
+
+
+def wait_header(wait: Wait | None) -> dict[str, str]:
+    """`X-Read-Your-Writes: reached` or `timeout` (the answer may not show the
+    writes asked for yet), when the read was asked to wait for them."""
+    return {} if wait is None else {"X-Read-Your-Writes": wait.outcome}
 
 
 class ExportOut(msgspec.Struct):
@@ -98,14 +110,14 @@ class BillingController(Controller):
             min_position,
             min_positions,
         )
-        body, hit = await billing.usage.view(
+        answer = await billing.usage.view(
             request.user, query, min_positions=wanted, request_id=request_id(request)
         )
-        billing.metrics.cache.labels("hit" if hit else "miss").inc()
+        billing.metrics.cache.labels("hit" if answer.hit else "miss").inc()
         return Response(
-            body,  # type: ignore[arg-type] # pre-encoded UsageOut
+            answer.body,  # type: ignore[arg-type] # pre-encoded UsageOut
             media_type="application/json",
-            headers={"X-Cache": "hit" if hit else "miss"},
+            headers=answer_headers(answer),
         )
 
     @get(
@@ -147,6 +159,7 @@ class BillingController(Controller):
                 "X-Export-File-Key": exported.file_key,
                 "X-Content-SHA256": exported.sha256,
                 "X-Row-Count": str(exported.row_count),
+                **wait_header(exported.wait),
             },
         )
 

@@ -13,7 +13,7 @@ from application.tokens import Principal
 from domain.periods import check_period_spec
 from domain.values import InvalidValue, check_identifier
 from interfaces.http.auth import requires_role
-from interfaces.http.billing import requires_enabled_tenant
+from interfaces.http.billing import answer_headers, requires_enabled_tenant
 from interfaces.http.dependencies import Billing
 from interfaces.http.params import InvalidParameter, parse_min_positions, request_id
 
@@ -46,16 +46,16 @@ class ForecastController(Controller):
                 check_identifier(workspace_id)
             except InvalidValue as e:
                 raise InvalidParameter(f"workspace_id: {e}") from None
-        body, hit = await billing.forecast.view(
+        answer = await billing.forecast.view(
             request.user,
             spec,
             workspace_id,
             min_positions=parse_min_positions(min_position, min_positions),
             request_id=request_id(request),
         )
-        billing.metrics.cache.labels("hit" if hit else "miss").inc()
+        billing.metrics.cache.labels("hit" if answer.hit else "miss").inc()
         return Response(
-            body,  # type: ignore[arg-type] # pre-encoded ForecastOut
+            answer.body,  # type: ignore[arg-type] # pre-encoded ForecastOut
             media_type="application/json",
-            headers={"X-Cache": "hit" if hit else "miss"},
+            headers=answer_headers(answer),
         )

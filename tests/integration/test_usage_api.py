@@ -83,7 +83,9 @@ def test_the_answer_has_the_contracts_shape(
         "rows",
         "totals",
         "late_adjustments",
+        "waited",  # it asked to wait (min_position)
     }
+    assert body["waited"] == {"reached": True, "missing": {}}
     assert body["tenant_id"] == "t_acme"
     assert body["position"] >= seeded
     assert body["period"]["start"] == THIS_MONTH.date().isoformat()

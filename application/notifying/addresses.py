@@ -95,6 +95,8 @@ def parse_url(url: str, *, allow_private: bool) -> tuple[str, str, int, str]:
         raise InvalidWebhookUrl("url: must name a host")
     if parts.username is not None or parts.password is not None:
         raise InvalidWebhookUrl("url: must not hold credentials (user:password@)")
+    if port == 0:
+        raise InvalidWebhookUrl("url: the port must be from 1 to 65535")
     if parts.fragment:
         raise InvalidWebhookUrl("url: must not have a #fragment")
     default = 443 if parts.scheme == "https" else 80

@@ -22,7 +22,7 @@ from application.notifying.addresses import (
     check_destination,
     system_resolver,
 )
-from application.notifying.dispatcher import Enqueue
+from application.notifying.dispatcher import Enqueue, queue_or_recover_later
 from application.notifying.sending import Answer, post
 from application.notifying.signing import signed_headers
 from application.notifying.store import Claim, WebhookStore
@@ -117,7 +117,7 @@ class Deliverer:
         )
         self._log(claim, answer, status, retry_in)
         if retry_in is not None:
-            self.enqueue(claim.id, retry_in)
+            queue_or_recover_later(self.enqueue, claim.id, retry_in)
         return status
 
     def _attempt(self, claim: Claim) -> Answer:

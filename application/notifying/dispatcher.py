@@ -85,13 +85,19 @@ class Dispatcher:
 
     def _send(self, ids: list[str]) -> None:
         for delivery_id in ids:
-            try:
-                self.enqueue(delivery_id, 0.0)
-            except Exception as e:  # noqa: BLE001 - recovered once overdue
-                log.warning(
-                    "could not queue a webhook delivery; it will be queued again",
-                    extra={"delivery_id": delivery_id, "error": type(e).__name__},
-                )
+            queue_or_recover_later(self.enqueue, delivery_id, 0.0)
+
+
+def queue_or_recover_later(enqueue: Enqueue, delivery_id: str, delay: float) -> None:
+    """Queue an attempt; if the queue is unreachable, the delivery stays pending
+    and the dispatch loop queues it again once it is overdue."""
+    try:
+        enqueue(delivery_id, delay)
+    except Exception as e:  # noqa: BLE001 - recovered once overdue
+        log.warning(
+            "could not queue a webhook delivery; it will be queued again",
+            extra={"delivery_id": delivery_id, "error": type(e).__name__},
+        )
 
 
 class DispatchLoop:

@@ -109,8 +109,8 @@ def _post_once(
         with contextlib.suppress(OSError, http.client.HTTPException):
             response.read(64 * 1024)  # let the server finish; the body is not kept
         return response.status, _retry_after(response.getheader("retry-after"))
-    except (OSError, http.client.HTTPException):
-        if expired.is_set():
+    except (OSError, http.client.HTTPException) as e:
+        if expired.is_set() or isinstance(e, TimeoutError):
             raise TimeoutError(f"no answer within {timeout:g} s") from None
         raise
     finally:

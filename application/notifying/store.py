@@ -253,8 +253,11 @@ class WebhookStore:
     def dispatching(self) -> Iterator[DispatchBatch | None]:
         """A dispatch transaction, or None when another process holds the cursor
         or a transaction recording notices is still open (try again later)."""
-        with self.pool.connection() as conn, conn.transaction():
-            curs = conn.cursor()
+        with (
+            self.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
             row = curs.execute(
                 SQL(
                     "SELECT position FROM {} WHERE name = 'notices'"

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
 from application.bootstrap import initialise_database
 from application.notifying.endpoints import WebhookEndpoints
 from application.notifying.store import WebhookStore
 from application.settings import Settings
+from interfaces.http.app import create_app
+from tests.integration.test_price_book import BOOK
 from tests.integration.webhook_support import (
     attempts,
+    fast,
     record_notice,
     rows,
     verified_payload,
     wait_until_finished,
 )
 from tests.receiver import Receiver, running_receiver
-from tests.support import Process, env_for
+from tests.support import Process, auth, env_for, event
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -111,3 +116,45 @@ def test_a_delivery_cut_off_by_a_killed_worker_is_completed_once_after_restart(
     logged = attempts(settings, row["id"])
     assert [(a["attempt"], a["status_code"]) for a in logged] == [(1, None), (2, 204)]
     assert len(rows(settings, "billing_webhook_deliveries")) == 1
+
+
+def test_usage_over_budget_reaches_the_endpoint_through_the_real_read_models(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """Ingest -> forecast -> notices -> dispatch -> signed deliveries, end to end."""
+    admin, ops = auth(settings, "t_acme", "admin"), auth(settings, "t_acme", "ops")
+    worker = start_worker(settings)
+    try:
+        with TestClient(app=create_app(fast(settings))) as client:
+            client.put("/api/ops/price-book", json=BOOK, headers=ops)
+            client.put("/api/billing/budget", json={"amount": "10.00"}, headers=admin)
+            hook = client.put(
+                "/api/billing/webhooks", json={"url": receiver.url}, headers=admin
+            )
+            client.post(  # 300 vCPU hours at 0.045: 13.50 EUR, over the budget
+                "/api/metering/events",
+                json=[event("e1", quantity="300")],
+                headers=auth(settings, "t_acme", "metering"),
+            )
+
+            received = receiver.wait_for(4)
+            ids = [r.webhook_id for r in received]
+            finished = [wait_until_finished(settings, i) for i in ids]
+            log: Any = client.get(
+                "/api/billing/webhooks/deliveries", headers=admin
+            ).json()
+    finally:
+        worker.stop()
+
+    secret = hook.json()["secret"]
+    payloads = [verified_payload(secret, r) for r in received]
+    crossed = sorted(
+        p["data"]["threshold_percent"]
+        for p in payloads
+        if p["type"] == "budget.threshold_crossed"
+    )
+    assert crossed == [50, 75, 100]
+    assert [p["type"] for p in payloads].count("budget.projected_breach") == 1
+    assert len(set(ids)) == 4
+    assert {row["status"] for row in finished} == {"delivered"}
+    assert sorted(d["id"] for d in log["deliveries"]) == sorted(ids)

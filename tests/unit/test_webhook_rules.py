@@ -119,7 +119,14 @@ def test_a_name_that_does_not_resolve_is_its_own_error() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["", "https//x", "javascript:alert(1)", "file:///etc/passwd", "https://x\n.com"],
+    [
+        "",
+        "https//x",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "https://x\n.com",
+        "https://93.184.215.14:0/",
+    ],
 )
 def test_what_is_not_an_https_url_is_refused(url: str) -> None:
     with pytest.raises(InvalidWebhookUrl, match=r"^url: "):

@@ -344,7 +344,8 @@ def _print_welcome(settings: Settings, port: int) -> None:
     click.echo(
         f"""
 The billing dashboard is starting on {base}
-  dashboard   {base}/dashboard   (paste the admin token)
+  dashboard   {base}/dashboard#token={tokens["admin"]}
+              (the link signs this browser tab in as t_acme's admin)
   API docs    {base}/schema      OpenAPI: {base}/schema/openapi.json
   health      {base}/readyz      metrics: {base}/metrics
 

@@ -177,20 +177,21 @@ function failed(error) {
     const text = error.status === 401
       ? "Your sign-in was not accepted: the token has expired or is not valid. Open a new dashboard link or paste a new token."
       : "This token may not see billing: it needs the admin role of its tenant. Sign in with an admin token.";
-    problem(String(error.status), error.status === 401 ? "Signed out" : "Not allowed", text);
+    problem(String(error.status), error.status === 401 ? "Signed out" : "Not allowed", text, error);
     signIn(false);
   } else if (error instanceof ApiError) {
-    problem(String(error.status), "Could not load", `The service answered ${error.status}: ${error.message}`, true);
+    problem(String(error.status), "Could not load", "The service could not answer.", error, true);
   } else {
-    problem("network", "Could not load", "The billing service did not answer. Check the connection and retry.", true);
+    problem("network", "Could not load", "The billing service did not answer. Check the connection and retry.", null, true);
   }
 }
 
-function problem(kind, title, text, retry = false) {
+function problem(kind, title, text, error, retry = false) {
   const box = $("problem");
   box.dataset.kind = kind;
   box.replaceChildren(h("h2", {}, title), h("p", {}, text),
-    retry ? h("button", { type: "button", id: "retry" }, "Retry") : null);
+    error ? h("p", { class: "muted" }, `The service answered ${error.status}: ${error.message}`) : "",
+    retry ? h("button", { type: "button", id: "retry" }, "Retry") : "");
   box.hidden = false;
   $("retry")?.addEventListener("click", load);
 }

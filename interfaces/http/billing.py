@@ -137,7 +137,9 @@ class BillingController(Controller):
         min_positions: FromQuery[str | None] = None,
     ) -> Stream:
         """Columns: workspace_id, product_area, usage_date, unit, quantity,
-        source_event_count. The bytes are kept under X-Export-File-Key."""
+        source_event_count, then first_reported_quantity, late_event_count,
+        adjustment_quantity, adjustment_count (recorded after the period
+        closed). The bytes are kept under X-Export-File-Key."""
         query, wanted = usage_query(
             request,
             period,

@@ -176,8 +176,9 @@ def _where(query: UsageQuery) -> Composed:
     )
 
 
-def _rows_sql(query: UsageQuery) -> Composed:
-    """Rows summed over the dimensions left out (never across units)."""
+def _rows_sql(query: UsageQuery, *, adjustments: bool = False) -> Composed:
+    """Rows summed over the dimensions left out (never across units); with
+    `adjustments`, also what changed after the period closed (the CSV's)."""
     kept = group_columns(query)
     columns = [
         Identifier(c) if c in kept else SQL("NULL")
@@ -190,23 +191,33 @@ def _rows_sql(query: UsageQuery) -> Composed:
         return SQL(
             "SELECT workspace_id, product_area, usage_date, unit,"
             " trim_scale(quantity)::text, source_event_count,"
-            " trim_scale(first_reported_quantity)::text, late_event_count"
+            " trim_scale(first_reported_quantity)::text, late_event_count{more}"
             " FROM {daily} WHERE {where} ORDER BY {order}"
-        ).format(where=_where(query), order=order, daily=_TABLES["daily"])
+        ).format(
+            where=_where(query),
+            order=order,
+            daily=_TABLES["daily"],
+            more=_ADJUSTMENT_COLUMNS if adjustments else SQL(""),
+        )
     return SQL(
         "SELECT {columns}, unit, trim_scale(sum(quantity))::text,"
         " sum(source_event_count)::bigint,"
         " trim_scale(sum(first_reported_quantity))::text, sum(late_event_count)::bigint"
-        " FROM {daily} WHERE {where} GROUP BY {group} ORDER BY {order}"
+        "{more} FROM {daily} WHERE {where} GROUP BY {group} ORDER BY {order}"
     ).format(
         daily=_TABLES["daily"],
         columns=SQL(", ").join(columns),
         where=_where(query),
         group=SQL(", ").join(Identifier(c) for c in (*kept, "unit")),
         order=order,
+        more=_ADJUSTMENT_SUMS if adjustments else SQL(""),
     )
 
 
+_ADJUSTMENT_COLUMNS = SQL(", trim_scale(adjustment_quantity)::text, adjustment_count")
+_ADJUSTMENT_SUMS = SQL(
+    ", trim_scale(sum(adjustment_quantity))::text, sum(adjustment_count)::bigint"
+)
 _ORDER = ("usage_date", "workspace_id", "product_area")
 CSV_COLUMNS = (
     "workspace_id",
@@ -215,6 +226,13 @@ CSV_COLUMNS = (
     "unit",
     "quantity",
     "source_event_count",
+    # Added after the six above (which stay first, unchanged): what each row
+    # held when its day ended, the events that arrived later, and what was
+    # recorded after its billing period closed (a late adjustment).
+    "first_reported_quantity",
+    "late_event_count",
+    "adjustment_quantity",
+    "adjustment_count",
 )
 # A text cell a spreadsheet would run as a formula gets a leading apostrophe.
 _SPREADSHEET_SAFE = SQL(
@@ -229,14 +247,13 @@ def csv_copy_sql(query: UsageQuery) -> Composed:
     PostgreSQL writes the CSV (RFC 4180 quoting, only where needed) in C, so an
     export is ready in milliseconds; only the line ends are left to the caller.
     """
-    r = [Identifier(f"c{i}") for i in range(8)]
+    r = [Identifier(f"c{i}") for i in range(len(CSV_COLUMNS))]
     cells = [
         _SPREADSHEET_SAFE.format(c=r[0]),
         _SPREADSHEET_SAFE.format(c=r[1]),
         r[2],
         _SPREADSHEET_SAFE.format(c=r[3]),
-        r[4],
-        r[5],
+        *r[4:],  # numbers
     ]
     named = [
         SQL("{} AS {}").format(cell, Identifier(name))
@@ -244,7 +261,11 @@ def csv_copy_sql(query: UsageQuery) -> Composed:
     ]
     return SQL(
         "COPY (SELECT {} FROM ({}) AS r ({})) TO STDOUT (FORMAT csv, HEADER)"
-    ).format(SQL(", ").join(named), _rows_sql(query), SQL(", ").join(r))
+    ).format(
+        SQL(", ").join(named),
+        _rows_sql(query, adjustments=True),
+        SQL(", ").join(r),
+    )
 
 
 def _snapshot_sql(events_table: str) -> Composed:

@@ -73,11 +73,15 @@ def test_the_export_streams_csv_with_the_same_totals(service: Service) -> None:
         assert response.headers.get("transfer-encoding") == "chunked"
         lines = list(response.iter_lines())
 
-    assert (
-        lines[0]
-        == "workspace_id,product_area,usage_date,unit,quantity,source_event_count"
+    assert lines[0] == (
+        "workspace_id,product_area,usage_date,unit,quantity,source_event_count,"
+        "first_reported_quantity,late_event_count,adjustment_quantity,adjustment_count"
     )
-    assert lines[1:] == [",compute,,vcpu_hour,3,30"]
+    # first reported 3 and none late, unless it ran just after midnight UTC
+    assert lines[1:] in (
+        [",compute,,vcpu_hour,3,30,3,0,0,0"],
+        [",compute,,vcpu_hour,3,30,0,30,0,0"],
+    )
 
 
 def test_requests_are_logged_as_json_with_tenant_and_request_id(

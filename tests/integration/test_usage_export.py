@@ -15,11 +15,17 @@ import pytest
 from litestar.testing import TestClient
 
 from application.settings import Settings
+from tests.harness import harness_for
 from tests.support import auth, caught_up, event
 
 NOW = datetime.now(UTC)
 FIRST = NOW.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-HEADER = "workspace_id,product_area,usage_date,unit,quantity,source_event_count"
+CONTRACT = "workspace_id,product_area,usage_date,unit,quantity,source_event_count"
+DAY = timedelta(days=1)
+HEADER = (
+    f"{CONTRACT},first_reported_quantity,late_event_count,"
+    "adjustment_quantity,adjustment_count"
+)
 
 
 @pytest.fixture
@@ -87,6 +93,49 @@ def test_the_export_is_rfc4180_csv_with_the_contracts_columns(
     assert response.content.endswith(b"\r\n")
     assert b"\n" not in response.content.replace(b"\r\n", b"")
     assert int(response.headers["x-row-count"]) == len(response.text.splitlines()) - 1
+
+
+def test_a_closed_periods_csv_says_which_rows_hold_late_adjustments(
+    client: TestClient[Any], settings: Settings, app: Any
+) -> None:
+    day = datetime(2026, 8, 10, 12, tzinfo=UTC)
+    with harness_for(app.state.services.write_side, day) as h:
+        sent = day + timedelta(hours=1)
+        h.send("t_acme", [event("kept", quantity="5", at=day)], at=sent)
+        next_day = day + timedelta(days=1)
+        h.send("t_acme", [event("other", quantity="1", at=next_day)], at=next_day)
+        h.send("t_acme", [event("late", quantity="2.5", at=day)], at=day + 2 * DAY)
+        after_close = datetime(2026, 9, 20, tzinfo=UTC)
+        h.send("t_acme", [event("adjusted", quantity="2", at=day)], at=after_close)
+        h.project()
+
+    by_day = export(client, settings, period="2026-08").text.splitlines()
+    by_area = export(client, settings, period="2026-08", group_by="product_area")
+    api = client.get(
+        "/api/billing/usage",
+        params={"period": "2026-08"},
+        headers=auth(settings, "t_acme", "admin"),
+    ).json()
+
+    assert by_day == [
+        HEADER,
+        "ws_a,compute,2026-08-10,vcpu_hour,9.5,3,5,2,2,1",
+        "ws_a,compute,2026-08-11,vcpu_hour,1,1,1,0,0,0",
+    ]
+    assert by_area.text.splitlines()[1:] == [",compute,,vcpu_hour,10.5,4,6,2,2,1"]
+    assert api["late_adjustments"] == [
+        {
+            "workspace_id": "ws_a",
+            "product_area": "compute",
+            "usage_date": "2026-08-10",
+            "unit": "vcpu_hour",
+            "quantity": "2",
+            "event_count": 1,
+        }
+    ]
+    assert csv_totals(by_area.text, by_area=True) == {
+        ("compute", "vcpu_hour"): Decimal(api["totals"][0]["quantity"])
+    }
 
 
 def test_csv_totals_equal_the_api_totals(

@@ -45,8 +45,7 @@ async function call(path, { method = "GET", body, signal } = {}) {
 export const getJson = async (path, params, signal) =>
   (await call(`${path}?${params}`, { signal })).json();
 
-export const postJson = async (path, body) =>
-  (await call(path, { method: "POST", body })).json();
+export const postJson = async (path, body) => (await call(path, { method: "POST", body })).json();
 
 /** Fetch a file with the token and save it through a blob link. */
 export async function saveFile(path, params) {

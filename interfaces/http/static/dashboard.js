@@ -47,11 +47,19 @@ async function load() {
   try {
     const first = await forecast;
     if (signal.aborted) return;
-    $("headline").replaceChildren(...views.headline(first, f.product_area, views.anomalyCard(null)));
+    $("headline").replaceChildren(
+      ...views.headline(first, f.product_area, views.anomalyCard(null)),
+    );
     performance.mark("headline");
     const [fc, daily, byWorkspace, anomalies] = await all;
     if (signal.aborted) return;
-    shown = { filters: f, forecast: fc, daily, byWorkspace, anomalies: ofArea(anomalies.anomalies, f.product_area) };
+    shown = {
+      filters: f,
+      forecast: fc,
+      daily,
+      byWorkspace,
+      anomalies: ofArea(anomalies.anomalies, f.product_area),
+    };
     render();
     offerChoices(f, daily, byWorkspace);
     $("main").dataset.state = "loaded";
@@ -69,7 +77,9 @@ function render() {
   $("tenant").textContent = `· ${daily.tenant_id}`;
   $("freshness").textContent = `· usage data through ${instant(daily.as_of, tz)}`;
   $("period-range").textContent = views.periodRange(daily.period);
-  $("headline").replaceChildren(...views.headline(forecast, f.product_area, views.anomalyCard(anomalies)));
+  $("headline").replaceChildren(
+    ...views.headline(forecast, f.product_area, views.anomalyCard(anomalies)),
+  );
   $("notes").replaceChildren(...forecast.notes.map((note) => h("li", {}, note)));
   const latest = daily.rows.reduce((m, r) => (r.usage_date > m ? r.usage_date : m), "");
   const { days, soFar } = periodDays(daily.period, daily.as_of, latest);
@@ -94,7 +104,9 @@ function panelsOf(usage, forecast, anomalies, days, soFar) {
     let total = "0";
     const running = daily.map((q) => (total = sum([total, q])));
     const line = forecast.status === "open" ? forecast.lines.find(same) : null;
-    const flagged = new Set(anomalies.filter((a) => same(a) && a.status !== "cleared").map((a) => a.usage_date));
+    const flagged = new Set(
+      anomalies.filter((a) => same(a) && a.status !== "cleared").map((a) => a.usage_date),
+    );
     const fan = line && { to_date: line.quantity_to_date, ...line.projected_quantity };
     return { area, unit, days, soFar, daily, running, flagged, fan };
   });
@@ -102,8 +114,16 @@ function panelsOf(usage, forecast, anomalies, days, soFar) {
 
 /** The workspaces and product areas the unfiltered answers list, as choices. */
 function offerChoices(f, daily, byWorkspace) {
-  if (!f.workspace_id) offer($("workspace"), byWorkspace.rows.map((r) => r.workspace_id));
-  if (!f.product_area) offer($("area"), daily.totals.map((t) => t.product_area));
+  if (!f.workspace_id)
+    offer(
+      $("workspace"),
+      byWorkspace.rows.map((r) => r.workspace_id),
+    );
+  if (!f.product_area)
+    offer(
+      $("area"),
+      daily.totals.map((t) => t.product_area),
+    );
 }
 
 function offer(select, values) {
@@ -125,7 +145,11 @@ function remember(f) {
 
 function restore() {
   const p = new URLSearchParams(location.search);
-  for (const [id, name] of [["period", "period"], ["workspace", "workspace"], ["area", "area"]]) {
+  for (const [id, name] of [
+    ["period", "period"],
+    ["workspace", "workspace"],
+    ["area", "area"],
+  ]) {
     const v = p.get(name);
     if (!v) continue;
     if (![...$(id).options].some((o) => o.value === v)) $(id).append(h("option", { value: v }, v));
@@ -134,7 +158,10 @@ function restore() {
 }
 
 function periodChoices() {
-  const choices = [["current", "Current period"], ["previous", "Previous period"]];
+  const choices = [
+    ["current", "Current period"],
+    ["previous", "Previous period"],
+  ];
   const month = new Date();
   for (let i = 0; i < 12; i++) {
     const label = `${month.getFullYear()}-${String(month.getMonth() + 1).padStart(2, "0")}`;
@@ -147,7 +174,16 @@ function periodChoices() {
 
 function clear() {
   shown = null;
-  for (const id of ["headline", "notes", "charts", "daily", "areas", "workspaces", "anomalies", "late-list"]) {
+  for (const id of [
+    "headline",
+    "notes",
+    "charts",
+    "daily",
+    "areas",
+    "workspaces",
+    "anomalies",
+    "late-list",
+  ]) {
     $(id).replaceChildren();
   }
   for (const id of ["tenant", "freshness", "period-range"]) $(id).textContent = "";
@@ -163,7 +199,8 @@ function busy(on) {
   $("status").textContent = on ? "Loading…" : "";
   if (!on && shown) {
     const f = shown.filters;
-    $("status").textContent = `Showing ${f.workspace_id || "all workspaces"},` +
+    $("status").textContent =
+      `Showing ${f.workspace_id || "all workspaces"},` +
       ` ${f.product_area || "all product areas"}.`;
   }
 }
@@ -174,24 +211,36 @@ function failed(error) {
   $("main").dataset.state = "failed";
   if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
     token.clear();
-    const text = error.status === 401
-      ? "Your sign-in was not accepted: the token has expired or is not valid. Open a new dashboard link or paste a new token."
-      : "This token may not see billing: it needs the admin role of its tenant. Sign in with an admin token.";
+    const text =
+      error.status === 401
+        ? "Your sign-in was not accepted: the token has expired or is not valid. Open a new dashboard link or paste a new token."
+        : "This token may not see billing: it needs the admin role of its tenant. Sign in with an admin token.";
     problem(String(error.status), error.status === 401 ? "Signed out" : "Not allowed", text, error);
     signIn(false);
   } else if (error instanceof ApiError) {
     problem(String(error.status), "Could not load", "The service could not answer.", error, true);
   } else {
-    problem("network", "Could not load", "The billing service did not answer. Check the connection and retry.", null, true);
+    problem(
+      "network",
+      "Could not load",
+      "The billing service did not answer. Check the connection and retry.",
+      null,
+      true,
+    );
   }
 }
 
 function problem(kind, title, text, error, retry = false) {
   const box = $("problem");
   box.dataset.kind = kind;
-  box.replaceChildren(h("h2", {}, title), h("p", {}, text),
-    error ? h("p", { class: "muted" }, `The service answered ${error.status}: ${error.message}`) : "",
-    retry ? h("button", { type: "button", id: "retry" }, "Retry") : "");
+  box.replaceChildren(
+    h("h2", {}, title),
+    h("p", {}, text),
+    error
+      ? h("p", { class: "muted" }, `The service answered ${error.status}: ${error.message}`)
+      : "",
+    retry ? h("button", { type: "button", id: "retry" }, "Retry") : "",
+  );
   box.hidden = false;
   $("retry")?.addEventListener("click", load);
 }
@@ -212,7 +261,10 @@ async function download() {
   const f = shown.filters; // exactly what is on screen
   $("status").textContent = "Preparing the CSV…";
   try {
-    const { name, rows } = await saveFile("/api/billing/usage/export", usageParams(f, "day,product_area"));
+    const { name, rows } = await saveFile(
+      "/api/billing/usage/export",
+      usageParams(f, "day,product_area"),
+    );
     $("status").textContent = `Saved ${name}: ${rows} rows, the daily usage on screen.`;
   } catch (error) {
     if (error instanceof ApiError && error.status >= 500) {
@@ -244,7 +296,10 @@ async function acknowledge(event) {
     const path = `/api/billing/anomalies/${encodeURIComponent(id)}/acknowledge`;
     const answer = await postJson(path, { note });
     const f = shown.filters;
-    const fresh = await getJson("/api/billing/anomalies", params(f, { min_positions: answer.min_positions }));
+    const fresh = await getJson(
+      "/api/billing/anomalies",
+      params(f, { min_positions: answer.min_positions }),
+    );
     shown.anomalies = ofArea(fresh.anomalies, f.product_area);
     render();
     openAnomaly(id); // the flag as the API now has it

@@ -24,8 +24,7 @@ export const money = (amount, currency) =>
   currency ? `${currency} ${grouped(amount)}` : grouped(amount);
 
 /** A <data> element: the API's exact value, shown grouped. */
-export const value = (decimal, text = grouped(decimal)) =>
-  h("data", { value: decimal }, text);
+export const value = (decimal, text = grouped(decimal)) => h("data", { value: decimal }, text);
 
 /** Exact sum of decimal strings (for display only: running totals). */
 export function sum(decimals) {
@@ -44,7 +43,10 @@ export function sum(decimals) {
 
 const UTC = "UTC";
 const dayFormat = new Intl.DateTimeFormat("en-GB", {
-  weekday: "short", day: "numeric", month: "short", timeZone: UTC,
+  weekday: "short",
+  day: "numeric",
+  month: "short",
+  timeZone: UTC,
 });
 
 /** "2026-11-27" -> "Fri 27 Nov" (a calendar day: no timezone shift). */
@@ -60,8 +62,12 @@ export function dayBefore(isoDate) {
 /** "30 Nov, 12:43 UTC": an instant on the tenant's clock. */
 export function instant(iso, timeZone) {
   return new Intl.DateTimeFormat("en-GB", {
-    day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
-    timeZone, timeZoneName: "short",
+    day: "numeric",
+    month: "short",
+    hour: "2-digit",
+    minute: "2-digit",
+    timeZone,
+    timeZoneName: "short",
   }).format(new Date(iso));
 }
 
@@ -73,7 +79,7 @@ export const localDate = (iso, timeZone) =>
  * hold usage: an event may be a few minutes ahead of the clock). */
 export function periodDays(period, asOf, latestUsage = "") {
   const days = [];
-  for (let d = period.start; d < period.end; ) {
+  for (let d = period.start; d < period.end;) {
     days.push(d);
     const next = new Date(`${d}T00:00:00Z`);
     next.setUTCDate(next.getUTCDate() + 1);

@@ -54,8 +54,9 @@ function figure(panel, color) {
     h("figcaption", {}, h("b", {}, panel.area), ` · ${panel.unit}`),
     plotBox,
   );
-  // Drawn once the figure is in the page, so it knows its width.
-  requestAnimationFrame(() => plots.push(plot(panel, color, plotBox)));
+  // Drawn once the figure is in the page (so it knows its width), unless
+  // newer answers replaced it first.
+  requestAnimationFrame(() => element.isConnected && plots.push(plot(panel, color, plotBox)));
   return element;
 }
 

@@ -84,8 +84,8 @@ function render() {
   const latest = daily.rows.reduce((m, r) => (r.usage_date > m ? r.usage_date : m), "");
   const { days, soFar } = periodDays(daily.period, daily.as_of, latest);
   const panels = daily.rows.length ? panelsOf(daily, forecast, anomalies, days, soFar) : [];
-  if (panels.length) drawCharts($("charts"), panels);
-  else $("charts").replaceChildren(views.empty("No usage recorded in this period yet."));
+  drawCharts($("charts"), panels);
+  if (!panels.length) $("charts").append(views.empty("No usage recorded in this period yet."));
   $("daily").replaceChildren(views.dailyTable(days.slice(0, soFar), panels));
   $("areas").replaceChildren(views.areaTable(daily, forecast, f.product_area));
   $("workspaces").replaceChildren(views.workspaceTable(byWorkspace));

@@ -2,12 +2,21 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# `make demo` on another port, database and Redis namespace, so a second demo
+# shares nothing with the first: make demo PORT=8010 DB=billing_b NAMESPACE=demo_b
+# (DB: a database on DATABASE_URL's server, created if missing; NAMESPACE
+# defaults to DB). Unset, the demo uses DATABASE_URL and BILLING_REDIS_NAMESPACE.
+PORT      ?= 8000
+DB        ?=
+NAMESPACE ?= $(DB)
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint unit integration e2e bench bench-smoke services clean
 
 help: ## List the everyday commands
 	@grep -E '^[A-Za-z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo 'A second demo beside the first (its own port, database, queues and cache):'
+	@echo '    make demo PORT=8010 DB=billing_b NAMESPACE=demo_b'
 
 $(BIN)/billing: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +27,7 @@ $(BIN)/billing: pyproject.toml constraints.txt
 install: $(BIN)/billing ## Create .venv and install the pinned dependencies
 
 demo: install services ## Install, seed demo data (first run), run API + worker
-	$(BIN)/billing demo
+	$(BIN)/billing demo --port $(PORT)$(if $(DB), --database $(DB))$(if $(NAMESPACE), --namespace $(NAMESPACE))
 
 test: install services lint ## Install and run the whole test suite (what CI runs)
 	$(BIN)/pytest

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from application.settings import ConfigurationError, Settings
 from application.tokens import ROLES, issue_token
 from interfaces.progress import show_progress
+
+_DEMO_NAME = re.compile(r"[A-Za-z0-9_]{1,63}")  # a database and a key prefix
 
 
 def _settings() -> Settings:
@@ -282,8 +286,18 @@ def dead_letters() -> None:
 @main.command()
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--reseed/--no-reseed", default=False, help="Seed even if data exists")
-def demo(port: int, reseed: bool) -> None:
+@click.option(
+    "--database",
+    help="Database on DATABASE_URL's server (created if missing) [default: its own]",
+)
+@click.option(
+    "--namespace",
+    help="Redis namespace of queues and cache [default: --database if given,"
+    " else BILLING_REDIS_NAMESPACE]",
+)
+def demo(port: int, reseed: bool, database: str | None, namespace: str | None) -> None:
     """Seed demo data if the store is empty, then run a worker and the API."""
+    os.environ.update(demo_environment(os.environ, database, namespace))
     settings = _settings()
     with _write_side(settings) as ws:
         empty = ws.metering.head_position() == 0
@@ -322,6 +336,26 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def demo_environment(
+    env: Mapping[str, str], database: str | None, namespace: str | None
+) -> dict[str, str]:
+    """The variables that point a demo (and its worker, API and seeding) at
+    another database on the same server and another Redis namespace, so two
+    demos on one machine share no data, queues or cache."""
+    changes = {}
+    if database is not None:
+        if _DEMO_NAME.fullmatch(database) is None:
+            raise click.BadParameter("letters, digits and _", param_hint="--database")
+        url = urlsplit(env.get("DATABASE_URL") or Settings().database_url)
+        changes["DATABASE_URL"] = urlunsplit(url._replace(path=f"/{database}"))
+    namespace = namespace or database
+    if namespace is not None:
+        if _DEMO_NAME.fullmatch(namespace) is None:
+            raise click.BadParameter("letters, digits and _", param_hint="--namespace")
+        changes["BILLING_REDIS_NAMESPACE"] = namespace
+    return changes
+
+
 def _print_welcome(settings: Settings, port: int) -> None:
     tokens = {
         role: issue_token(
@@ -348,6 +382,7 @@ The billing dashboard is starting on {base}
               (the link signs this browser tab in as t_acme's admin)
   API docs    {base}/schema      OpenAPI: {base}/schema/openapi.json
   health      {base}/readyz      metrics: {base}/metrics
+  database    {settings.postgres.dbname}    Redis namespace: {settings.redis_namespace}
 
 Tokens for tenant t_acme (12 h; make more with `billing token`):
   admin     {tokens["admin"]}

@@ -40,3 +40,35 @@ def test_make_help_lists_targets_with_digits_underscores_capitals_dots(
     (tmp_path / "Makefile").write_text((ROOT / "Makefile").read_text() + extra)
 
     assert listed(tmp_path)[-len(UNUSUAL) :] == list(UNUSUAL)
+
+
+def make_dry_run(*variables: str) -> str:
+    """The `billing demo` command `make demo` would run with these variables."""
+    out = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "demo", *variables],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return next(line for line in out.splitlines() if "billing demo" in line)
+
+
+def test_make_help_shows_how_to_run_a_second_demo() -> None:
+    out = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(ROOT), "help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    assert "make demo PORT=8010 DB=billing_b NAMESPACE=demo_b" in out
+
+
+def test_make_demo_takes_port_database_and_namespace() -> None:
+    assert make_dry_run().endswith("billing demo --port 8000")
+    assert make_dry_run("PORT=8010", "DB=billing_b", "NAMESPACE=demo_b").endswith(
+        "billing demo --port 8010 --database billing_b --namespace demo_b"
+    )
+    assert make_dry_run("DB=billing_b").endswith(
+        "billing demo --port 8000 --database billing_b --namespace billing_b"
+    )

@@ -158,6 +158,14 @@ def test_the_headline_and_breakdowns_equal_the_apis(page: Page, demo: Demo) -> N
         total["charges_to_date"]
     )  # the subtotals add up to the total shown under them
 
+    flags = demo.get("/api/billing/anomalies", period="current")["anomalies"]
+    listed = page.locator("#anomalies tbody tr")
+    assert listed.evaluate_all("rs => rs.map(r => r.dataset.anomalyId)") == [
+        a["id"] for a in flags
+    ]
+    open_count = page.locator("#headline [data-field=open-anomalies]")
+    expect(open_count).to_have_text(str(sum(a["status"] == "open" for a in flags)))
+
     cells = workspace_cells(page)
     for r in by_workspace["rows"]:
         key = (r["workspace_id"], r["product_area"], r["unit"])

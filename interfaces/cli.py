@@ -295,17 +295,31 @@ def dead_letters() -> None:
     help="Redis namespace of queues and cache [default: --database if given,"
     " else BILLING_REDIS_NAMESPACE]",
 )
-def demo(port: int, reseed: bool, database: str | None, namespace: str | None) -> None:
-    """Seed demo data if the store is empty, then run a worker and the API."""
+@click.option("--days", default=90, show_default=True, help="Days of usage to seed")
+def demo(
+    port: int, reseed: bool, days: int, database: str | None, namespace: str | None
+) -> None:
+    """Seed demo data if the store is empty, then run a worker and the API; on
+    embedded PostgreSQL and Redis where none answers (BILLING_EMBEDDED)."""
+    from interfaces.embedded import EmbeddedError, embedded_services
+
     os.environ.update(demo_environment(os.environ, database, namespace))
-    settings = _settings()
-    with _write_side(settings) as ws:
-        empty = ws.metering.head_position() == 0
-    if empty or reseed:
-        subprocess.run([sys.executable, "-m", "interfaces.cli", "seed"], check=True)
     # `kill` or a closed terminal stops the demo as Ctrl-C does: children too.
     for stop in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, _interrupt)
+    try:
+        with embedded_services(_settings(), click.echo) as settings:
+            _demo(settings, port, reseed, days)
+    except EmbeddedError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _demo(settings: Settings, port: int, reseed: bool, days: int) -> None:
+    with _write_side(settings) as ws:
+        empty = ws.metering.head_position() == 0
+    if empty or reseed:
+        seed = [sys.executable, "-m", "interfaces.cli", "seed", "--days", str(days)]
+        subprocess.run(seed, check=True)  # noqa: S603 - our own interpreter
     children: list[subprocess.Popen[bytes]] = []
     try:
         children.append(

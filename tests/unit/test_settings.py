@@ -261,3 +261,23 @@ def test_the_eventsourcing_pool_wait_is_the_pool_timeout_in_whole_seconds() -> N
     settings = Settings.from_env({"BILLING_DB_POOL_TIMEOUT_SECONDS": "1.5"})
 
     assert settings.eventsourcing_env()["POSTGRES_CONNECT_TIMEOUT"] == "2"
+
+
+def test_the_demo_uses_embedded_services_only_where_none_answers_by_default() -> None:
+    settings = Settings.from_env({})
+
+    assert (settings.embedded, settings.embedded_dir) == ("auto", Path("var/embedded"))
+
+
+def test_embedded_services_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {"BILLING_EMBEDDED": " Always ", "BILLING_EMBEDDED_DIR": "/srv/demo"}
+    )
+
+    assert (settings.embedded, settings.embedded_dir) == ("always", Path("/srv/demo"))
+
+
+def test_an_unknown_embedded_mode_is_refused_naming_the_variable() -> None:
+    assert refusal({"BILLING_EMBEDDED": "sometimes"}) == (
+        "BILLING_EMBEDDED must be 'auto', 'always' or 'never'"
+    )

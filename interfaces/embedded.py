@@ -30,6 +30,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -269,8 +270,8 @@ def _free_port(preferred: int) -> int:
 
 
 def _die_with(parent: int, stop_signal: int) -> Callable[[], None]:
-    """In the child, before exec: ask the kernel for `stop_signal` when the
-    demo dies (set after the switch of user, which would clear it)."""
+    """In the child, before exec: ask the kernel (Linux) for `stop_signal`
+    when the demo dies (set after the switch of user, which would clear it)."""
     libc = ctypes.CDLL(None, use_errno=True)
 
     def arrange() -> None:
@@ -300,7 +301,9 @@ def _spawn(
         user=user.pw_uid if user else None,
         group=user.pw_gid if user else None,
         extra_groups=[] if user else None,
-        preexec_fn=_die_with(os.getpid(), stop_signal) if stop_signal else None,
+        preexec_fn=_die_with(os.getpid(), stop_signal)
+        if stop_signal and sys.platform == "linux"
+        else None,
     )
 
 

@@ -32,10 +32,14 @@ def home() -> Iterator[Path]:
     try:
         yield path
     finally:
-        for pid_file in ("pg/postmaster.pid", "redis/redis.pid"):
+        for pid_file, marker in (
+            ("pg/postmaster.pid", str(path)),
+            ("redis/redis.pid", "redis-server"),
+        ):
             with contextlib.suppress(OSError, ValueError, IndexError):
-                pid = int((path / "var/embedded" / pid_file).read_text().split()[0])
-                os.kill(pid, signal.SIGKILL)  # only if the test failed midway
+                pid = _pid(path / "var" / "embedded" / pid_file)
+                if marker in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)  # only if the test failed midway
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -46,8 +50,7 @@ def _clean_env(home: Path) -> dict[str, str]:
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("BILLING_", "PG"))
-        and name not in ("DATABASE_URL",)
-        and name != "REDIS_URL"
+        and name not in ("DATABASE_URL", "REDIS_URL")
     }
     env.update(
         {
@@ -100,7 +103,7 @@ def _run_demo(home: Path, *, first: bool) -> str:
         # Reads while the worker boots can deadlock with its re-pointing of
         # the read models' views (a known race of a fresh start, not ours).
         demo.wait_for_output("Worker process is ready for action", timeout=60)
-        output = demo.output()
+        output = "".join(demo.lines)
         assert (
             "PostgreSQL not answering on 127.0.0.1:1: using an embedded PostgreSQL 16"
             in output
@@ -134,7 +137,7 @@ def _run_demo(home: Path, *, first: bool) -> str:
 
         os.kill(demo.proc.pid, signal.SIGTERM)  # `kill` of the demo alone
         assert demo.wait(timeout=90) == 0, demo.output()
-        output = demo.output()
+        output = "".join(demo.lines)
         assert "Traceback" not in output, output
         assert "stopped the embedded Redis" in output
         assert "stopped the embedded PostgreSQL" in output

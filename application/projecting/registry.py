@@ -66,7 +66,11 @@ class ProjectionRegistry:
                 curs.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))", (self._key(),)
                 )
-                self.point_views(curs, p, version)
+                # Views already in place are left alone: dropping them while
+                # another process reads (a second worker, the API starting)
+                # would fail its reads or deadlock.
+                if not self._views_point_to(curs, p, version):
+                    self.point_views(curs, p, version)
 
     def create_version(
         self, projection: Projection, version: int
@@ -95,13 +99,39 @@ class ProjectionRegistry:
     def tracking(self, projection: Projection, version: int) -> ProjectionTracking:
         return ProjectionTracking(self.datastore, tracking_table(projection, version))
 
+    def _view_targets(self, projection: Projection, version: int) -> dict[str, str]:
+        targets = {v: projection.table_name(v, version) for v in projection.tables}
+        targets[tracking_view(projection)] = tracking_table(projection, version)
+        return targets
+
+    def _views_point_to(
+        self, curs: Cursor[Any], projection: Projection, version: int
+    ) -> bool:
+        """Whether every stable view exists and selects from `version`'s table."""
+        targets = self._view_targets(projection, version)
+        curs.execute(
+            "SELECT v.relname AS view, t.relname AS target"
+            " FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace"
+            " JOIN pg_rewrite r ON r.ev_class = v.oid"
+            " JOIN pg_depend d ON d.objid = r.oid"
+            " AND d.classid = 'pg_rewrite'::regclass"
+            " AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid"
+            " JOIN pg_class t ON t.oid = d.refobjid"
+            " WHERE n.nspname = %s AND v.relkind = 'v' AND v.relname = ANY(%s)",
+            (self.schema, list(targets)),
+        )
+        found: dict[str, set[str]] = {}
+        for row in curs.fetchall():
+            view = row["view"] if isinstance(row, dict) else row[0]
+            target = row["target"] if isinstance(row, dict) else row[1]
+            found.setdefault(view, set()).add(target)
+        return all(found.get(view) == {table} for view, table in targets.items())
+
     def point_views(
         self, curs: Cursor[Any], projection: Projection, version: int
     ) -> None:
         """Make the stable view names select from `version` (caller's transaction)."""
-        targets = {v: projection.table_name(v, version) for v in projection.tables}
-        targets[tracking_view(projection)] = tracking_table(projection, version)
-        for view, table in targets.items():
+        for view, table in self._view_targets(projection, version).items():
             curs.execute(
                 SQL("DROP VIEW IF EXISTS {}").format(Identifier(self.schema, view))
             )

@@ -114,3 +114,44 @@ def test_the_forecast_backtest_runs_through_the_real_path_in_quick_mode(
         line = next(line for line in printed if check in line)
         same, _, total = line.split(check)[1].split()[:3]
         assert same == total, line
+
+
+def test_the_anomaly_bench_runs_through_the_real_path_in_quick_mode(
+    real_services: None,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/anomaly_eval.py", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    lines = result.stdout.splitlines()
+    printed = [line for line in lines if line.split(" ", 1)[0] in KINDS]
+    for label in (
+        "spike, ours",
+        "spike, mean +- 2 sd",
+        "drop, static 2x / 0.5x",
+        "F1 ours / mean +- 2 sd, level_shift",
+        "false flags per 100 series-months, ours",
+        "detection delay from the first midnight, spike",
+        "spike sent to flag served, while 5,000 events/s flow",
+        "spike sent to flag served, no other load",
+        "rebuild billing_anomalies",
+        "rebuild billing_usage_daily (usage alone)",
+    ):
+        assert any(label in line for line in printed), f"no {label!r} line"
+    # What the read model holds, not how fast or how well it judges: its daily
+    # totals are what was sent (and billing_usage_daily's), and a rebuild gives
+    # the flags built live ("N of N").
+    for check in (
+        "daily totals equal what was sent",
+        "flags after a rebuild equal the ones built live",
+        "anomaly daily totals = billing_usage_daily",
+    ):
+        line = next(line for line in printed if check in line)
+        same, _, total = line.split(check)[1].split()[:3]
+        assert same == total, line

@@ -18,7 +18,12 @@ from application.settings import Settings
 from application.tokens import InvalidToken, Principal, TokenVerifier, issue_token
 
 SETTINGS = Settings()
-NOW = int(time.time())
+
+
+def now() -> int:
+    """Read when a token is made: the module is imported long before some tests
+    run in a whole-suite run, so an import-time clock would let tokens expire."""
+    return int(time.time())
 
 
 def claims(**changes: Any) -> dict[str, Any]:
@@ -26,7 +31,7 @@ def claims(**changes: Any) -> dict[str, Any]:
         "sub": "user_1",
         "tenant_id": "t_acme",
         "roles": ["admin", "auditor"],
-        "exp": NOW + 600,
+        "exp": now() + 600,
     }
     fields.update(changes)
     return fields
@@ -75,7 +80,7 @@ def test_an_expired_token_is_refused_as_expired() -> None:
         roles=["admin"],
         subject="u",
         ttl_seconds=60,
-        now=NOW - 120,
+        now=now() - 120,
     )
 
     assert refusal(token) == "token expired"

@@ -102,28 +102,40 @@ def flag_id(key: Sequence[str], start: date, direction: str) -> str:
 
 
 def score_days(  # noqa: PLR0913 - the series, the days asked, how far time is
-    quantities: Mapping[date, Decimal],
+    baseline: Mapping[date, Decimal],
+    observed: Mapping[date, Decimal],
     first_day: date,
     start: date,
     end: date,
     today: date,
-    day_complete: bool,
 ) -> list[DayScore] | None:
-    """Scores of the days start..min(end, today+1) (exclusive end); None when the
-    series has too little history to judge any of them."""
+    """Scores of the days start..min(end, today+1) (exclusive end): each day's
+    `observed` quantity against the `baseline` series' weeks before it (today
+    is in progress). A day is judged once the series has MIN_HISTORY_DAYS of
+    history before it; None when no day of the range can be."""
     scores = []
-    if (start - first_day).days < MIN_HISTORY_DAYS:
-        return None
+    judged = False
     day = start
     while day < end and day <= today:
-        scored = _score(quantities, first_day, day)
+        scored = None
+        if (day - first_day).days >= MIN_HISTORY_DAYS:
+            scored = _score(baseline, observed.get(day, ZERO), first_day, day)
         if scored is not None:
+            judged = True
             expected, low, high, score = scored
-            complete = day < today or day_complete
-            observed = quantities.get(day, ZERO)
-            scores.append(DayScore(day, observed, expected, low, high, score, complete))
+            scores.append(
+                DayScore(
+                    day,
+                    observed.get(day, ZERO),
+                    expected,
+                    low,
+                    high,
+                    score,
+                    day < today,
+                )
+            )
         day += timedelta(days=1)
-    return scores
+    return scores if judged else None
 
 
 def episodes(scores: Sequence[DayScore]) -> list[Episode]:
@@ -164,7 +176,7 @@ def _gap(run: Sequence[DayScore], day: DayScore) -> bool:
 
 
 def _score(
-    quantities: Mapping[date, Decimal], first_day: date, day: date
+    quantities: Mapping[date, Decimal], value: Decimal, first_day: date, day: date
 ) -> tuple[Decimal, Decimal, Decimal, float] | None:
     same = [
         float(quantities.get(d, ZERO))
@@ -181,7 +193,7 @@ def _score(
     floor = max(_median(window) * 0.05, 1e-9)  # a zero stays finite
     level = _median([math.log(v + floor) for v in same])
     spread = max(MIN_SPREAD, 1.4826 * _seasonal_mad(quantities, first_day, day, floor))
-    observed = float(quantities.get(day, ZERO))
+    observed = float(value)
     score = (math.log(max(observed, 0.0) + floor) - level) / spread
     expected = math.exp(level) - floor
     low = max(0.0, math.exp(level - STRONG * spread) - floor)

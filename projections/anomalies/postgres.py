@@ -306,8 +306,8 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
             continue
         now = {d: u.quantity for d, u in days.items()}
         first_reported = {d: u.quantity - u.restated for d, u in days.items()}
-        args = (first_days[key], period.start, period.end, today, False)
-        scores = score_days(now, *args)
+        args = (first_days[key], period.start, period.end, today)
+        scores = score_days(now, now, *args)
         if scores is None:
             if any(d >= period.start for d in days):
                 unjudged.append(key)
@@ -315,7 +315,10 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
         found = {
             flag_id((*key,), e.first.day, e.direction): e for e in episodes(scores)
         }
-        was = score_days(first_reported, *args) or []
+        # The same days as first reported, against the same (today's) weeks
+        # before them: what was flagged before late data or corrections.
+        was = score_days(now, first_reported, *args) or []
+        flagged = {(d.day, e.direction) for e in found.values() for d in e.days}
         for anomaly_id, episode in found.items():
             ack = acks.get(anomaly_id)
             flags.append(
@@ -333,8 +336,10 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
         current = {d.day: d for d in scores}
         for episode in episodes(was):
             anomaly_id = flag_id((*key,), episode.first.day, episode.direction)
-            if anomaly_id in found:
-                continue
+            if anomaly_id in found or any(
+                (d.day, episode.direction) in flagged for d in episode.days
+            ):
+                continue  # the episode is still flagged (as it stands now)
             still = tuple(current[d.day] for d in episode.days if d.day in current)
             if still and all(_same_way(d, episode.direction) for d in still):
                 # Restated, but not back to usual: the flag stands, on the

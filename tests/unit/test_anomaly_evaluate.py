@@ -1,0 +1,86 @@
+"""evaluate: one tenant period's flags from its daily usage (pure, no database).
+
+Regressions the anomaly bench found: restated usage in the weeks before a day
+must not change how the day itself is judged."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from projections.anomalies.postgres import evaluate
+from projections.usage_series import DayUsage, SeriesKey, default_calendar
+
+KEY = SeriesKey("ws_a", "compute", "vcpu_hour")
+CALENDAR = default_calendar("t_a")
+MARCH = CALENDAR.period_of(date(2025, 3, 1))
+
+
+def days_from(first: date, last: date, usage: DayUsage) -> dict[date, DayUsage]:
+    return {first + timedelta(days=i): usage for i in range((last - first).days + 1)}
+
+
+def flags_of(days: dict[date, DayUsage], at: datetime) -> list[tuple[str, str, date]]:
+    flags, _ = evaluate(CALENDAR, MARCH, at, {KEY: days}, {KEY: min(days)}, {})
+    return [(f.status, f.episode.kind, f.episode.first.day) for f in flags]
+
+
+def test_a_backfilled_history_then_usual_days_raises_nothing() -> None:
+    days = days_from(
+        date(2025, 1, 1), date(2025, 2, 28), DayUsage(Decimal(100), Decimal(100), 1)
+    )
+    days |= days_from(
+        date(2025, 3, 1), date(2025, 3, 4), DayUsage(Decimal(100), Decimal(0), 2)
+    )
+
+    assert flags_of(days, datetime(2025, 3, 5, tzinfo=UTC)) == []
+
+
+def test_a_day_inside_the_band_is_not_flagged_when_earlier_weeks_came_late() -> None:
+    days = {
+        day: DayUsage(
+            Decimal(100), Decimal(100) if day.weekday() == 0 else Decimal(0), 1
+        )
+        for day in days_from(
+            date(2025, 1, 6), date(2025, 3, 9), DayUsage(Decimal(0), Decimal(0), 0)
+        )
+    }
+    days[date(2025, 3, 10)] = DayUsage(Decimal(125), Decimal(0), 2)  # 1.25x, on time
+
+    found = flags_of(days, datetime(2025, 3, 11, 12, tzinfo=UTC))
+
+    assert all(day != date(2025, 3, 10) for _, _, day in found)
+
+
+def test_one_shift_is_one_flag_even_when_earlier_days_were_restated() -> None:
+    days = {
+        day: DayUsage(Decimal(100), Decimal(30) if i % 2 else Decimal(0), 1)
+        for i, day in enumerate(
+            days_from(
+                date(2025, 1, 6), date(2025, 3, 9), DayUsage(Decimal(0), Decimal(0), 0)
+            )
+        )
+    }
+    days[date(2025, 3, 10)] = DayUsage(Decimal(130), Decimal(0), 2)
+    for i in range(1, 5):
+        days[date(2025, 3, 10) + timedelta(days=i)] = DayUsage(
+            Decimal(200), Decimal(0), 2
+        )
+
+    found = flags_of(days, datetime(2025, 3, 15, 12, tzinfo=UTC))
+
+    assert [f for f in found if f[0] == "open"] == [
+        ("open", "level_shift", date(2025, 3, 10))
+    ] or [f for f in found if f[0] == "open"] == [
+        ("open", "level_shift", date(2025, 3, 11))
+    ]
+
+
+def test_history_is_counted_to_the_day_judged_not_to_the_period_start() -> None:
+    first = date(2025, 2, 1)  # 35 days before Mar 8
+    days = days_from(first, date(2025, 3, 7), DayUsage(Decimal(100), Decimal(0), 1))
+    days[date(2025, 3, 8)] = DayUsage(Decimal(2000), Decimal(0), 2)
+
+    found = flags_of(days, datetime(2025, 3, 8, 18, tzinfo=UTC))
+
+    assert found == [("open", "spike", date(2025, 3, 8))]

@@ -198,6 +198,7 @@ class Dirty:
     everything: bool = False  # every period with usage (calendar, prices...)
     periods: set[date] = field(default_factory=set)  # period starts
     days: set[date] = field(default_factory=set)  # local days of changed usage
+    series: set[SeriesKey] = field(default_factory=set)  # whose usage changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +327,7 @@ class SeriesView:
                 max(p, position),
             )
             dirty[tenant].days.add(day)
+            dirty[tenant].series.add(series)
             first = began[tenant].get(series)
             if first is not None and day < first:
                 # Before the series' first day: every period whose history
@@ -358,6 +360,17 @@ class SeriesView:
         if not found or found[0][0] is None:
             return default_calendar(tenant_id)
         return TenantCalendar(tenant_id, *found[0])
+
+    def local_dates(self) -> dict[str, date]:
+        """Every tenant's date (in its time zone) at the time it is for it."""
+        return {
+            tenant: usage_date(at, timezone or DEFAULT_SETTINGS.timezone)
+            for tenant, at, timezone in self.all(
+                "SELECT t.tenant_id, greatest((SELECT at FROM {clock}),"
+                " t.last_recorded_at), t.timezone FROM {tenants} t"
+            )
+            if at is not None
+        }
 
     def observed_until(self, tenant_id: str) -> datetime | None:
         """How far time has got for the tenant: the latest tick, or its latest

@@ -103,8 +103,19 @@ class AnomalyView(SeriesView):
         self.notices: list[Notice] = []
 
     def apply(self, changes: SeriesChanges) -> dict[str, Dirty]:
+        """Store the inputs; what each tenant's re-evaluation must cover. A
+        series' flags depend on its own usage and, of time, only on the
+        tenant's date: a batch that does not move the date re-evaluates the
+        series it changed, and a tick that does not, nothing."""
         acks = [c for c in changes.more if isinstance(c, Acknowledged)]
+        before = self.local_dates()
         dirty = self.apply_series(changes, also=[a.tenant_id for a in acks])
+        after = self.local_dates()
+        for tenant, today in after.items():
+            if before.get(tenant) != today and tenant in dirty:
+                dirty[tenant].everything = True  # a day ended: every series
+        for tenant in [t for t, d in dirty.items() if _nothing(d)]:
+            del dirty[tenant]
         self.many(
             "INSERT INTO {acks} (tenant_id, anomaly_id, period_start, note, actor_id,"
             " acknowledged_at) VALUES (%s, %s, %s, %s, %s, %s)"
@@ -113,6 +124,7 @@ class AnomalyView(SeriesView):
         )
         for a in acks:
             dirty[a.tenant_id].periods.add(a.period_start)
+            dirty[a.tenant_id].everything = True
         return dirty
 
     def forget_answers(self, tenant_id: str) -> None:
@@ -146,18 +158,26 @@ class AnomalyView(SeriesView):
         period: BillingPeriod,
         flags: list[Flag],
         unjudged: list[SeriesKey],
+        only: set[SeriesKey] | None,
     ) -> None:
-        key = (tenant_id, period.start)
+        keys = sorted(only or ())
+        params = (
+            tenant_id,
+            period.start,
+            only is None,
+            [k.workspace_id for k in keys],
+            [k.product_area for k in keys],
+            [k.unit for k in keys],
+        )
+        which = (
+            " WHERE tenant_id = %s AND period_start = %s AND (%s OR"
+            " (workspace_id, product_area, unit) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])))"
+        )
         before = dict(
-            self.all(
-                "DELETE FROM {flags} WHERE tenant_id = %s AND period_start = %s"
-                " RETURNING id, status",
-                key,
-            )
+            self.all("DELETE FROM {flags}" + which + " RETURNING id, status", params)
         )
-        self.run(
-            "DELETE FROM {unjudged} WHERE tenant_id = %s AND period_start = %s", key
-        )
+        self.run("DELETE FROM {unjudged}" + which, params)
         schema, version = self.where
         insert = AnomalyProjection().insert_rows
         insert(
@@ -385,6 +405,10 @@ def _position(days: dict[date, DayUsage], episode: Episode) -> int:
     return max((u.position for d, u in days.items() if d <= last), default=0)
 
 
+def _nothing(dirty: Dirty) -> bool:
+    return not (dirty.everything or dirty.periods or dirty.days)
+
+
 def reproject(view: AnomalyView, tenant_id: str, dirty: Dirty) -> None:
     observed = view.observed_until(tenant_id)
     if observed is None:
@@ -397,16 +421,21 @@ def reproject(view: AnomalyView, tenant_id: str, dirty: Dirty) -> None:
     still_open.add(calendar.period_of(yesterday).start)
     starts = view.periods_to_reproject(calendar, current, dirty, BASELINE, still_open)
     first_days = view.first_days(tenant_id)
+    only = None if dirty.everything else dirty.series
     for start in starts:
         period = calendar.period_of(start)
         if period.start != start:
             continue
         usage = view.day_usage(tenant_id, period.start - BASELINE, period.end)
-        usage = {k: v for k, v in usage.items() if k.workspace_id}
+        usage = {
+            k: v
+            for k, v in usage.items()
+            if k.workspace_id and (only is None or k in only)
+        }
         flags, unjudged = evaluate(
             calendar, period, observed, usage, first_days, view.acks(tenant_id, start)
         )
-        view.replace(tenant_id, period, flags, unjudged)
+        view.replace(tenant_id, period, flags, unjudged, only)
 
 
 class AnomalyProjection(Projection):

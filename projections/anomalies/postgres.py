@@ -337,7 +337,8 @@ def evaluate(  # noqa: PLR0913 - the period and every input of its flags
         }
         # The same days as first reported, against the same (today's) weeks
         # before them: what was flagged before late data or corrections.
-        was = score_days(now, first_reported, *args) or []
+        restated = any(u.restated for d, u in days.items() if d >= period.start)
+        was = (score_days(now, first_reported, *args) or []) if restated else scores
         flagged = {(d.day, e.direction) for e in found.values() for d in e.days}
         for anomaly_id, episode in found.items():
             ack = acks.get(anomaly_id)

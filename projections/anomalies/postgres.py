@@ -5,6 +5,14 @@ the acknowledgements, then re-evaluates every (tenant, period) whose flags
 those changes may move (the same rule as the forecast, with the 8-week
 baseline as the window) and replaces its flags. A flag's status changing is
 recorded as a notice (the outbox) in the same transaction.
+
+A series' flags depend on its own usage, the tenant's calendar and
+acknowledgements, and on time only through the tenant's date. So a batch of
+usage re-evaluates only the series it changed, unless it moved the tenant's
+date; a tick re-evaluates only the tenants whose date it moved; a calendar
+change or an acknowledgement re-evaluates every series. That keeps the flags
+a function of the history (the property tests rebuild and compare) at a
+fraction of the cost.
 """
 
 from __future__ import annotations

@@ -28,16 +28,21 @@ from decimal import Decimal
 from functools import singledispatch
 from typing import Any, NamedTuple
 
-from psycopg import Cursor
+from psycopg import AsyncConnection, Cursor
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
-from domain.periods import BillingPeriod, period_containing, usage_date
+from domain.periods import (
+    BillingPeriod,
+    period_containing,
+    resolve_period,
+    usage_date,
+)
 from domain.tenant_settings import DEFAULT_SETTINGS, TenantBillingSettings
 from domain.ticks import Tick
 from domain.usage import UsageRecord
 from domain.values import ZERO
-from projections.base import Projection
+from projections.base import REGISTRY, Projection, tracking_view
 
 SLOT_SECONDS = 15 * 60
 # Usage recorded this long after it happened restates its day.
@@ -450,3 +455,75 @@ class SeriesView:
                     starts.add(period.start)
                     period = calendar.period_of(period.end)
         return sorted(s for s in starts if s <= current.start)
+
+
+# --- reading: where a read model of these inputs is, for one tenant --------------
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSnapshot:
+    """Where the live read model is, and the tenant's period asked for."""
+
+    version: int
+    table: int  # OID of the live answers table (a re-created one never matches)
+    positions: dict[str, int]
+    clock: datetime | None  # the latest tick the read model has seen
+    period: BillingPeriod
+
+
+class SeriesReader:
+    """The snapshot and positions every answer of such a read model starts
+    from; `answers` is the stable view whose live table's OID keys the cache."""
+
+    def __init__(self, projection: Projection, answers: str) -> None:
+        name = projection.name
+        upstreams = SQL(", ").join(map(Literal, projection.upstreams))
+        tracking = Identifier(tracking_view(projection))
+        self._snapshot_sql = SQL(
+            "SELECT p.live_version,"
+            " to_regclass({versions} || p.live_version)::oid::bigint,"
+            " (SELECT jsonb_object_agg(application_name, notification_id)"
+            "  FROM {tracking} WHERE application_name IN ({upstreams})),"
+            " (SELECT at FROM {clock}), t.timezone, t.anchor_day, t.grace_hours"
+            " FROM {registry} p LEFT JOIN {tenants} t ON t.tenant_id = %(tenant)s"
+            " WHERE p.name = {name}"
+        ).format(
+            versions=Literal(f"{answers}_v"),
+            tracking=tracking,
+            upstreams=upstreams,
+            clock=Identifier(f"{name}_clock"),
+            registry=Identifier(REGISTRY),
+            tenants=Identifier(f"{name}_tenants"),
+            name=Literal(name),
+        )
+        self._positions_sql = SQL(
+            "SELECT application_name, notification_id FROM {}"
+            " WHERE application_name IN ({})"
+        ).format(tracking, upstreams)
+
+    async def snapshot(
+        self, conn: AsyncConnection[Any], tenant_id: str, period: str, now: datetime
+    ) -> SeriesSnapshot:
+        """Positions, the latest tick and the tenant's `period` (its calendar as
+        the read model knows it) at `now`, in `conn`'s snapshot."""
+        cur = await conn.cursor(row_factory=tuple_row).execute(
+            self._snapshot_sql, {"tenant": tenant_id}, prepare=True
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        version, table, positions, clock, timezone, anchor, grace = row
+        calendar = default_calendar(tenant_id)
+        resolved = resolve_period(
+            period,
+            now=now,
+            anchor_day=anchor or calendar.anchor_day,
+            timezone=timezone or calendar.timezone,
+            grace=timedelta(hours=calendar.grace_hours if grace is None else grace),
+        )
+        return SeriesSnapshot(version, table, dict(positions or {}), clock, resolved)
+
+    async def live_positions(self, conn: AsyncConnection[Any]) -> dict[str, int]:
+        cur = await conn.cursor(row_factory=tuple_row).execute(
+            self._positions_sql, prepare=True
+        )
+        return dict(await cur.fetchall())

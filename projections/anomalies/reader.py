@@ -3,35 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Identifier
 
-from domain.periods import BillingPeriod, resolve_period
 from projections.anomalies.postgres import (
     FLAGS,
-    NAME,
     UNJUDGED,
     AnomalyProjection,
 )
-from projections.base import REGISTRY, tracking_view
-from projections.usage_series import default_calendar
+from projections.usage_series import SeriesReader, SeriesSnapshot
 
-TENANTS = f"{NAME}_tenants"
-CLOCK = f"{NAME}_clock"
-
-
-@dataclass(frozen=True, slots=True)
-class AnomalySnapshot:
-    version: int
-    table: int
-    positions: dict[str, int]
-    clock: datetime | None
-    period: BillingPeriod
+AnomalySnapshot = SeriesSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,31 +46,9 @@ class FlagRow:
     acknowledged_at: datetime | None
 
 
-class AnomalyReader:
-    async def snapshot(
-        self, conn: AsyncConnection[Any], tenant_id: str, period: str, now: datetime
-    ) -> AnomalySnapshot:
-        cur = await conn.cursor(row_factory=tuple_row).execute(
-            _SNAPSHOT_SQL, {"tenant": tenant_id}, prepare=True
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        version, table, positions, clock, timezone, anchor, grace = row
-        calendar = default_calendar(tenant_id)
-        resolved = resolve_period(
-            period,
-            now=now,
-            anchor_day=anchor or calendar.anchor_day,
-            timezone=timezone or calendar.timezone,
-            grace=timedelta(hours=calendar.grace_hours if grace is None else grace),
-        )
-        return AnomalySnapshot(version, table, dict(positions or {}), clock, resolved)
-
-    async def live_positions(self, conn: AsyncConnection[Any]) -> dict[str, int]:
-        cur = await conn.cursor(row_factory=tuple_row).execute(
-            _POSITIONS_SQL, prepare=True
-        )
-        return dict(await cur.fetchall())
+class AnomalyReader(SeriesReader):
+    def __init__(self) -> None:
+        super().__init__(AnomalyProjection(), FLAGS)
 
     async def flags(
         self,
@@ -124,12 +89,7 @@ class AnomalyReader:
 _TABLES = {
     "flags": Identifier(FLAGS),
     "unjudged": Identifier(UNJUDGED),
-    "tenants": Identifier(TENANTS),
-    "clock": Identifier(CLOCK),
-    "tracking": Identifier(tracking_view(AnomalyProjection)),
-    "registry": Identifier(REGISTRY),
 }
-_UPSTREAMS = SQL(", ").join(map(Literal, AnomalyProjection.upstreams))
 _COLUMNS = SQL(
     "id, workspace_id, product_area, unit, usage_date, last_date, days, kind,"
     " direction, trim_scale(observed), trim_scale(expected), trim_scale(low),"
@@ -137,23 +97,6 @@ _COLUMNS = SQL(
     " acknowledged_by, acknowledged_at"
 )
 
-_SNAPSHOT_SQL = SQL(
-    "SELECT p.live_version, to_regclass({versions} || p.live_version)::oid::bigint,"
-    " (SELECT jsonb_object_agg(application_name, notification_id) FROM {tracking}"
-    "  WHERE application_name IN ({upstreams})),"
-    " (SELECT at FROM {clock}), t.timezone, t.anchor_day, t.grace_hours"
-    " FROM {registry} p LEFT JOIN {tenants} t ON t.tenant_id = %(tenant)s"
-    " WHERE p.name = {name}"
-).format(
-    versions=Literal(f"{FLAGS}_v"),
-    upstreams=_UPSTREAMS,
-    name=Literal(NAME),
-    **_TABLES,
-)
-_POSITIONS_SQL = SQL(
-    "SELECT application_name, notification_id FROM {tracking}"
-    " WHERE application_name IN ({upstreams})"
-).format(upstreams=_UPSTREAMS, **_TABLES)
 _FLAGS_SQL = SQL(
     "SELECT {columns} FROM {flags} WHERE tenant_id = %(tenant)s"
     " AND period_start = %(start)s"

@@ -7,36 +7,23 @@ are reported at agree (the projection commits them together).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Identifier
 
-from domain.periods import BillingPeriod, resolve_period
-from projections.base import REGISTRY, tracking_view
 from projections.forecast.estimate import ALL_WORKSPACES
 from projections.forecast.postgres import (
-    CLOCK,
     LINES,
     PERIODS,
-    TENANTS,
     ForecastProjection,
 )
-from projections.usage_series import default_calendar
+from projections.usage_series import SeriesReader, SeriesSnapshot
 
-
-@dataclass(frozen=True, slots=True)
-class ForecastSnapshot:
-    """Where the live forecast is, and the tenant's period asked for."""
-
-    version: int
-    table: int  # OID of the live periods table (a re-created one never matches)
-    positions: dict[str, int]
-    clock: datetime | None  # the latest tick the read model has seen
-    period: BillingPeriod
+ForecastSnapshot = SeriesSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,33 +53,9 @@ class LineRow:
     charges: tuple[Decimal, Decimal, Decimal, Decimal] | None
 
 
-class ForecastReader:
-    async def snapshot(
-        self, conn: AsyncConnection[Any], tenant_id: str, period: str, now: datetime
-    ) -> ForecastSnapshot:
-        """Positions, the latest tick and the tenant's `period` (its calendar as
-        the read model knows it) at `now`, in `conn`'s snapshot."""
-        cur = await conn.cursor(row_factory=tuple_row).execute(
-            _SNAPSHOT_SQL, {"tenant": tenant_id}, prepare=True
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        version, table, positions, clock, timezone, anchor, grace = row
-        calendar = default_calendar(tenant_id)
-        resolved = resolve_period(
-            period,
-            now=now,
-            anchor_day=anchor or calendar.anchor_day,
-            timezone=timezone or calendar.timezone,
-            grace=timedelta(hours=calendar.grace_hours if grace is None else grace),
-        )
-        return ForecastSnapshot(version, table, dict(positions or {}), clock, resolved)
-
-    async def live_positions(self, conn: AsyncConnection[Any]) -> dict[str, int]:
-        cur = await conn.cursor(row_factory=tuple_row).execute(
-            _POSITIONS_SQL, prepare=True
-        )
-        return dict(await cur.fetchall())
+class ForecastReader(SeriesReader):
+    def __init__(self) -> None:
+        super().__init__(ForecastProjection(), PERIODS)
 
     async def answer(
         self,
@@ -166,32 +129,7 @@ class ForecastReader:
 _TABLES = {
     "periods": Identifier(PERIODS),
     "lines": Identifier(LINES),
-    "tenants": Identifier(TENANTS),
-    "clock": Identifier(CLOCK),
-    "tracking": Identifier(tracking_view(ForecastProjection)),
-    "registry": Identifier(REGISTRY),
 }
-
-_SNAPSHOT_SQL = SQL(
-    "SELECT p.live_version, to_regclass({versions} || p.live_version)::oid::bigint,"
-    " (SELECT jsonb_object_agg(application_name, notification_id) FROM {tracking}"
-    "  WHERE application_name IN ({upstreams})),"
-    " (SELECT at FROM {clock}), t.timezone, t.anchor_day, t.grace_hours"
-    " FROM {registry} p LEFT JOIN {tenants} t ON t.tenant_id = %(tenant)s"
-    " WHERE p.name = {name}"
-).format(
-    versions=Literal(f"{PERIODS}_v"),
-    upstreams=SQL(", ").join(map(Literal, ForecastProjection.upstreams)),
-    name=Literal(ForecastProjection.name),
-    **_TABLES,
-)
-
-_POSITIONS_SQL = SQL(
-    "SELECT application_name, notification_id FROM {tracking}"
-    " WHERE application_name IN ({upstreams})"
-).format(
-    upstreams=SQL(", ").join(map(Literal, ForecastProjection.upstreams)), **_TABLES
-)
 
 _PERIOD_SQL = SQL(
     "SELECT status, data_through, currency, budget, charges_to_date, p10, p50, p90,"

@@ -11,12 +11,9 @@ from typing import Any
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
-from application.audit.group_commit import AsyncAuditWriter
 from application.audit.writer import AuditUnavailable
-from application.clock import Clock
-from application.projecting.progress import PositionWatcher
-from application.serving.cache import UsageCache
-from application.serving.waiting import Answer, Wait, wait_for_writes, with_wait
+from application.serving.series_views import SeriesViews
+from application.serving.waiting import Answer, Wait, with_wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.anomalies.detect import MIN_HISTORY_DAYS, MIN_SAME_WEEKDAY
@@ -112,26 +109,15 @@ def anomaly_out(row: FlagRow) -> AnomalyOut:
     return out
 
 
-class AnomalyService:
+class AnomalyService(SeriesViews):
     """The flags of one tenant's period."""
 
-    def __init__(  # noqa: PLR0913
-        self,
-        pool: AsyncConnectionPool[Any],
-        cache: UsageCache,
-        audit: AsyncAuditWriter,
-        watcher: PositionWatcher,
-        *,
-        clock: Clock,
-        max_wait_seconds: float,
-    ) -> None:
-        self.pool = pool
-        self.reader = AnomalyReader()
-        self.cache = cache
-        self.audit = audit
-        self.watcher = watcher
-        self.clock = clock
-        self.max_wait_seconds = max_wait_seconds
+    kind = "anomalies"
+    upstreams = AnomalyProjection.upstreams
+    reader: AnomalyReader
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *args: Any, **kw: Any) -> None:
+        super().__init__(pool, AnomalyReader(), *args, **kw)
         self._encoder = msgspec.json.Encoder()
 
     async def view(  # noqa: PLR0913 - the question's parts
@@ -145,31 +131,19 @@ class AnomalyService:
         request_id: str,
     ) -> Answer:
         """The encoded answer, whether it came from the cache, how the wait went."""
-        wait = await wait_for_writes(
-            self.watcher,
-            self._live_positions,
-            min_positions,
-            self.max_wait_seconds,
-            followed=AnomalyProjection.upstreams,
+        tenant = principal.tenant_id
+
+        async def read(conn: Any, snapshot: AnomalySnapshot) -> bytes:
+            flags, unjudged = await self.reader.flags(
+                conn, tenant, snapshot.period.start, workspace_id, status
+            )
+            return self._encoder.encode(
+                anomalies_out(tenant, snapshot, flags, unjudged)
+            )
+
+        body, hit, wait, snapshot = await self.serve(
+            tenant, period, (workspace_id, status), min_positions, read
         )
-        now, tenant = self.clock(), principal.tenant_id
-        async with self.pool.connection() as conn:
-            snapshot = await self.reader.snapshot(conn, tenant, period, now)
-            key = self._key(tenant, workspace_id, status, snapshot)
-            body = await self.cache.get(key)
-            hit = body is not None
-            if body is None:
-                async with conn.pipeline(), conn.transaction():
-                    snapshot = await self.reader.snapshot(conn, tenant, period, now)
-                    flags, unjudged = await self.reader.flags(
-                        conn, tenant, snapshot.period.start, workspace_id, status
-                    )
-                key = self._key(tenant, workspace_id, status, snapshot)
-                body = self._encoder.encode(
-                    anomalies_out(tenant, snapshot, flags, unjudged)
-                )
-        if not hit:
-            await self.cache.put(key, body)
         try:
             p = snapshot.period
             await self.audit.write(
@@ -197,29 +171,6 @@ class AnomalyService:
     ) -> tuple[date, FlagRow] | None:
         async with self.pool.connection() as conn:
             return await self.reader.flag(conn, tenant_id, anomaly_id)
-
-    async def _live_positions(self) -> dict[str, int]:
-        async with self.pool.connection() as conn:
-            return await self.reader.live_positions(conn)
-
-    def _key(
-        self,
-        tenant: str,
-        workspace_id: str | None,
-        status: str | None,
-        snapshot: AnomalySnapshot,
-    ) -> str:
-        positions = snapshot.positions
-        return self.cache.key(
-            "anomalies",
-            tenant,
-            snapshot.version,
-            snapshot.table,
-            *(positions.get(name, 0) for name in AnomalyProjection.upstreams),
-            snapshot.period.start.isoformat(),
-            workspace_id or "",
-            status or "",
-        )
 
 
 def anomalies_out(

@@ -15,12 +15,9 @@ from typing import Any
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
-from application.audit.group_commit import AsyncAuditWriter
 from application.audit.writer import AuditUnavailable
-from application.clock import Clock
-from application.projecting.progress import PositionWatcher
-from application.serving.cache import UsageCache
-from application.serving.waiting import Answer, Wait, wait_for_writes, with_wait
+from application.serving.series_views import SeriesViews
+from application.serving.waiting import Answer, Wait, with_wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from domain.currencies import round_money
@@ -97,26 +94,15 @@ class ForecastOut(msgspec.Struct, omit_defaults=True):
     waited: Wait | None = None
 
 
-class ForecastService:
+class ForecastService(SeriesViews):
     """The projected invoice of one tenant's period."""
 
-    def __init__(  # noqa: PLR0913
-        self,
-        pool: AsyncConnectionPool[Any],
-        cache: UsageCache,
-        audit: AsyncAuditWriter,
-        watcher: PositionWatcher,
-        *,
-        clock: Clock,
-        max_wait_seconds: float,
-    ) -> None:
-        self.pool = pool
-        self.reader = ForecastReader()
-        self.cache = cache
-        self.audit = audit
-        self.watcher = watcher
-        self.clock = clock
-        self.max_wait_seconds = max_wait_seconds
+    kind = "forecast"
+    upstreams = ForecastProjection.upstreams
+    reader: ForecastReader
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *args: Any, **kw: Any) -> None:
+        super().__init__(pool, ForecastReader(), *args, **kw)
         self._encoder = msgspec.json.Encoder()
 
     async def view(
@@ -129,54 +115,23 @@ class ForecastService:
         request_id: str,
     ) -> Answer:
         """The encoded answer, whether it came from the cache, how the wait went."""
-        wait = await wait_for_writes(
-            self.watcher,
-            self._live_positions,
-            min_positions,
-            self.max_wait_seconds,
-            followed=ForecastProjection.upstreams,
-        )
-        now = self.clock()
         tenant = principal.tenant_id
-        async with self.pool.connection() as conn:
-            snapshot = await self.reader.snapshot(conn, tenant, period, now)
-            key = self._key(tenant, workspace_id, snapshot)
-            body = await self.cache.get(key)
-            hit = body is not None
-            if body is None:
-                async with conn.pipeline(), conn.transaction():
-                    snapshot = await self.reader.snapshot(conn, tenant, period, now)
-                    row, lines = await self.reader.answer(
-                        conn, tenant, snapshot.period.start, workspace_id
-                    )
-                key = self._key(tenant, workspace_id, snapshot)
-                body = self._encoder.encode(
-                    forecast_out(tenant, workspace_id, snapshot, row, lines)
-                )
-        if not hit:
-            await self.cache.put(key, body)
+
+        async def read(conn: Any, snapshot: ForecastSnapshot) -> bytes:
+            row, lines = await self.reader.answer(
+                conn, tenant, snapshot.period.start, workspace_id
+            )
+            return self._encoder.encode(
+                forecast_out(tenant, workspace_id, snapshot, row, lines)
+            )
+
+        body, hit, wait, snapshot = await self.serve(
+            tenant, period, (workspace_id,), min_positions, read
+        )
         await self._audit_view(
             principal, period, workspace_id, snapshot, body, request_id
         )
         return Answer(with_wait(body, wait), hit, wait)
-
-    async def _live_positions(self) -> dict[str, int]:
-        async with self.pool.connection() as conn:
-            return await self.reader.live_positions(conn)
-
-    def _key(
-        self, tenant: str, workspace_id: str | None, snapshot: ForecastSnapshot
-    ) -> str:
-        positions = snapshot.positions
-        return self.cache.key(
-            "forecast",
-            tenant,
-            snapshot.version,
-            snapshot.table,
-            *(positions.get(name, 0) for name in ForecastProjection.upstreams),
-            snapshot.period.start.isoformat(),
-            workspace_id or "",
-        )
 
     async def _audit_view(  # noqa: PLR0913
         self,

@@ -97,6 +97,19 @@ class AuditRecord(Aggregate):
         action: str  # "set" (a new signing secret was issued) or "removed"
         url: str  # the endpoint set or removed; never the secret
 
+    class UsageExplained(Recorded):
+        params: dict[str, Any]  # the row asked about, as_of/position, after, limit
+        position: int  # of metering: the usage ledger read up to it
+        found: bool  # False: no such row (answered 404)
+        entry_count: int  # ledger entries listed on the page served
+        sha256: str | None  # of the JSON body served (None when not found)
+
+    class MeteringEventInspected(Recorded):
+        event_id: str
+        found: bool  # False: the tenant has no such event (answered 404)
+        entry_count: int  # events of its history listed
+        sha256: str | None  # of the JSON body served (None when not found)
+
     def __init__(self) -> None:
         """Audit records keep no state: written once, read by projections."""
 

@@ -35,6 +35,7 @@ from application.projecting.projector import Projector
 from application.serving.anomalies import AnomalyService
 from application.serving.audit import AuditReader
 from application.serving.cache import UsageCache
+from application.serving.explain import ExplainService
 from application.serving.exports import ExportService
 from application.serving.forecast import ForecastService
 from application.serving.usage import UsageService
@@ -256,6 +257,7 @@ class ReadSide:
     forecast: ForecastService
     anomalies: AnomalyService
     audit_reader: AuditReader
+    explain: ExplainService
 
     async def close(self) -> None:
         await self.watcher.stop()
@@ -341,6 +343,12 @@ async def open_read_side(services: Services) -> ReadSide:
         forecast,
         anomalies,
         AuditReader(read_pool),
+        ExplainService(
+            read_pool,
+            async_audit,
+            services.write_side.metering.mapper,
+            services.write_side.metering.events_table,
+        ),
     )
 
 

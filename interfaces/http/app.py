@@ -18,6 +18,7 @@ from application.bootstrap import ReadSide, build_services, open_read_side
 from application.settings import Settings
 from interfaces.http.anomalies import AnomaliesController
 from interfaces.http.audit import AuditController
+from interfaces.http.audit_history import AuditHistoryController
 from interfaces.http.auth import BearerTokenMiddleware
 from interfaces.http.billing import BillingController
 from interfaces.http.bodies import JsonRequest
@@ -41,6 +42,7 @@ ROUTES: list[Any] = [
     MeteringController,
     BillingController,
     AuditController,
+    AuditHistoryController,
     OpsController,
     PlatformController,
     PriceBookOpsController,

@@ -86,4 +86,5 @@ def dependencies(
         "metrics": _value(lambda: metrics),
         "read_side": _value(read_side),
         "audit_reader": _value(lambda: read_side().audit_reader),
+        "explainer": _value(lambda: read_side().explain),
     }

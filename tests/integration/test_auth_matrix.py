@@ -22,6 +22,7 @@ PATH_VALUES = {
     "name": "billing_usage_daily",
     "export_id": str(uuid.uuid4()),
     "anomaly_id": "an_0000",
+    "event_id": "e1",
 }
 
 
@@ -69,6 +70,8 @@ def test_the_route_table_has_every_documented_area(app: Litestar) -> None:
         "/api/metering/events",
         "/api/metering/corrections",
         "/api/audit/events",
+        "/api/audit/usage/explain",
+        "/api/audit/metering-events/e1",
         "/api/ops/freshness",
         "/api/ops/settings",
         "/api/platform/projections",

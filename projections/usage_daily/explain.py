@@ -100,22 +100,21 @@ async def explain_row(
     """The row `key` now (no cut) or at `cut`, and up to `limit` of its entries
     after position `after` (a row without entries does not exist)."""
     async with conn.transaction():
-        processed = await _processed(conn)
-        if cut is None:
-            timezone = await _current_timezone(conn, key.tenant_id)
-        else:
+        processed, timezone = await _where_now(conn, key.tenant_id)
+        if cut is not None:
             _check_reached(cut, processed)
             timezone = (await calendar_at(conn, key.tenant_id, cut)).timezone
         params = _params(key, timezone, cut, processed)
         where = _where(cut)
-        totals = await conn.cursor(row_factory=tuple_row).execute(
-            _TOTALS.format(ledger=Identifier(LEDGER), where=where), params
-        )
+        async with conn.pipeline():  # the totals and the page in one round trip
+            totals = await conn.cursor(row_factory=tuple_row).execute(
+                _TOTALS.format(ledger=Identifier(LEDGER), where=where), params
+            )
+            page = await conn.cursor(row_factory=tuple_row).execute(
+                _PAGE.format(ledger=Identifier(LEDGER), where=where),
+                params | {"after": after, "limit": limit + 1},
+            )
         quantity, count, entry_total = await totals.fetchone() or ("0", 0, 0)
-        page = await conn.cursor(row_factory=tuple_row).execute(
-            _PAGE.format(ledger=Identifier(LEDGER), where=where),
-            params | {"after": after, "limit": limit + 1},
-        )
         rows = await page.fetchall()
     entries = [_entry(*r) for r in rows[:limit]]
     return Explanation(
@@ -183,16 +182,14 @@ def _date(value: str) -> date:
         raise InvalidValue("must be a date, YYYY-MM-DD") from None
 
 
-async def _processed(conn: AsyncConnection[Any]) -> int:
-    cur = await conn.execute(_PROCESSED)
+async def _where_now(conn: AsyncConnection[Any], tenant_id: str) -> tuple[int, str]:
+    """How far the read model has processed metering, and the time zone its
+    daily rows of `tenant_id` are bucketed in now."""
+    cur = await conn.execute(_WHERE_NOW, {"tenant": tenant_id})
     row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def _current_timezone(conn: AsyncConnection[Any], tenant_id: str) -> str:
-    cur = await conn.execute(_TIMEZONE, (tenant_id,))
-    row = await cur.fetchone()
-    return str(row[0]) if row else DEFAULT_SETTINGS.timezone
+    assert row is not None
+    processed, timezone = row
+    return int(processed), str(timezone or DEFAULT_SETTINGS.timezone)
 
 
 def _check_reached(cut: Cut, processed: int) -> None:
@@ -248,12 +245,13 @@ def _entry(  # noqa: PLR0913 - one per column
     )
 
 
-_PROCESSED = SQL(
-    "SELECT coalesce(max(notification_id), 0) FROM {}"
-    " WHERE application_name = 'metering'"
-).format(Identifier(tracking_view(UsageDailyProjection)))
-_TIMEZONE = SQL("SELECT timezone FROM {} WHERE tenant_id = %s").format(
-    Identifier(CALENDARS)
+_WHERE_NOW = SQL(
+    "SELECT (SELECT coalesce(max(notification_id), 0) FROM {tracking}"
+    "  WHERE application_name = 'metering'),"
+    " (SELECT timezone FROM {calendars} WHERE tenant_id = %(tenant)s)"
+).format(
+    tracking=Identifier(tracking_view(UsageDailyProjection)),
+    calendars=Identifier(CALENDARS),
 )
 _TOTALS = SQL(
     "SELECT trim_scale(coalesce(sum(quantity_delta), 0))::text,"

@@ -400,3 +400,38 @@ def test_explanations_and_inspections_are_audited(
     ]
     (first,) = [r for r in logged if r["type"] == "UsageExplained"]
     assert first["details"]["sha256"] == hashlib.sha256(explained.content).hexdigest()
+
+
+def test_a_row_at_a_metering_position_counts_only_the_events_up_to_it(
+    app: Any, client: TestClient[Any], settings: Settings
+) -> None:
+    at = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    metering = auth(settings, "t_acme", "metering")
+    first = client.post(
+        "/api/metering/events",
+        json=[event("e1", quantity="2", at=at)],
+        headers=metering,
+    ).json()["position"]
+    client.post(
+        "/api/metering/events",
+        json=[event("e2", quantity="3", at=at)],
+        headers=metering,
+    )
+    project(app)
+    params = {
+        "workspace_id": "ws_a",
+        "product_area": "compute",
+        "unit": "vcpu_hour",
+        "usage_date": "2026-11-02",
+    }
+    auditor = auth(settings, "t_acme", "auditor")
+
+    then = client.get(
+        EXPLAIN, params=params | {"position": str(first)}, headers=auditor
+    )
+    now = client.get(EXPLAIN, params=params, headers=auditor)
+
+    assert then.status_code == 200, then.text
+    assert (then.json()["quantity"], then.json()["source_event_count"]) == ("2", 1)
+    assert [e["event_id"] for e in then.json()["events"]] == ["e1"]
+    assert (now.json()["quantity"], now.json()["source_event_count"]) == ("5", 2)

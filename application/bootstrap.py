@@ -38,6 +38,7 @@ from application.serving.cache import UsageCache
 from application.serving.explain import ExplainService
 from application.serving.exports import ExportService
 from application.serving.forecast import ForecastService
+from application.serving.replay import ReplayService
 from application.serving.usage import UsageService
 from application.settings import Settings
 from application.store.database import connect, ensure_database
@@ -258,6 +259,7 @@ class ReadSide:
     anomalies: AnomalyService
     audit_reader: AuditReader
     explain: ExplainService
+    replay: ReplayService
 
     async def close(self) -> None:
         await self.watcher.stop()
@@ -332,6 +334,11 @@ async def open_read_side(services: Services) -> ReadSide:
         clock=clock,
         max_wait_seconds=settings.max_read_wait_seconds,
     )
+    exports = ExportService(usage, settings.export_dir)
+    audit_reader = AuditReader(read_pool)
+    replay = ReplayService(
+        read_pool, audit_reader, async_audit, usage, exports, forecast, anomalies
+    )
     return ReadSide(
         read_pool,
         write_pool,
@@ -339,16 +346,17 @@ async def open_read_side(services: Services) -> ReadSide:
         watcher,
         async_audit,
         usage,
-        ExportService(usage, settings.export_dir),
+        exports,
         forecast,
         anomalies,
-        AuditReader(read_pool),
+        audit_reader,
         ExplainService(
             read_pool,
             async_audit,
             services.write_side.metering.mapper,
             services.write_side.metering.events_table,
         ),
+        replay,
     )
 
 

@@ -1,6 +1,12 @@
 """Audit records: who viewed, exported, corrected or was denied what, and when.
 
 Each record is its own small aggregate (one event), so recording never contends.
+
+A view or export also records what an auditor needs to reproduce it byte for
+byte (its `replay` field; REPLAY_FIELDS names the keys): the position of every
+upstream the answer reflects, the read model's live version, the instant the
+request resolved its period at (`now`), the answer's `as_of`, how a wait for
+`min_positions` went (part of the bytes), and the request's parameters.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.values import escape_unstorable_in
+
+REPLAY_FIELDS = ("positions", "versions", "now", "as_of", "waited", "params")
 
 
 class AuditRecord(Aggregate):
@@ -27,18 +35,24 @@ class AuditRecord(Aggregate):
         filters: dict[str, Any]
         position: int
         row_count: int
+        # Added for replay (records written before have neither): the sha256
+        # of the bytes sent, and what reproducing them needs (see REPLAY).
+        sha256: str | None = None
+        replay: dict[str, Any] | None = None
 
     class ForecastViewed(Recorded):
         period: dict[str, Any]
         filters: dict[str, Any]
         positions: dict[str, int]  # of each upstream the answer reflects
         sha256: str  # of the JSON body served
+        replay: dict[str, Any] | None = None
 
     class AnomaliesViewed(Recorded):
         period: dict[str, Any]
         filters: dict[str, Any]
         positions: dict[str, int]
         sha256: str
+        replay: dict[str, Any] | None = None
 
     class AnomalyAcknowledged(Recorded):
         anomaly_id: str
@@ -54,6 +68,7 @@ class AuditRecord(Aggregate):
         row_count: int
         totals: list[dict[str, str]]
         sha256: str
+        replay: dict[str, Any] | None = None
 
     class AccessDenied(Recorded):
         method: str
@@ -92,6 +107,12 @@ class AuditRecord(Aggregate):
         currency: str
         prices: int  # how many (product area, unit) lines
         position: int
+
+    class ViewReplayed(Recorded):
+        audit_event_id: int  # the view or export reproduced (its audit log id)
+        audit_event_type: str
+        verified: bool  # identical to the bytes sent then
+        replayed_sha256: str
 
     class WebhookChanged(Recorded):
         action: str  # "set" (a new signing secret was issued) or "removed"

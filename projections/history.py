@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -124,3 +124,97 @@ async def calendar_at(
             break  # a tenant's settings events are in position order
         found = CalendarAt(s.timezone, s.period_anchor_day, s.grace_hours, position)
     return found
+
+
+class _Stamped(msgspec.Struct):
+    timestamp: datetime
+
+
+_stamp_decoder = msgspec.json.Decoder(_Stamped)
+
+
+def events_table(upstream: str) -> str:
+    """The event table of an upstream application (eventsourcing's naming)."""
+    return f"{upstream}_events"
+
+
+async def instant_of(
+    conn: AsyncConnection[Any], upstream: str, position: int
+) -> datetime | None:
+    """When the event at `position` of `upstream` was recorded (None: no such
+    event). Payloads are decoded in Python, never in SQL (see usage reader)."""
+    cur = await conn.execute(
+        SQL("SELECT state FROM {} WHERE notification_id = %s").format(
+            Identifier(events_table(upstream))
+        ),
+        (position,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else _stamp_decoder.decode(row[0]).timestamp
+
+
+async def head_of(conn: AsyncConnection[Any], upstream: str) -> int:
+    cur = await conn.execute(
+        SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+            Identifier(events_table(upstream))
+        )
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def position_at(conn: AsyncConnection[Any], upstream: str, at: datetime) -> int:
+    """The last position of `upstream` recorded at or before `at` (0: none).
+
+    Positions follow commit order and events are stamped just before they
+    commit, so times rise with positions: a binary search over the store's
+    primary key finds it in a few lookups (positions are dense except for
+    rolled-back appends, which the search steps over)."""
+    low, high = 0, await head_of(conn, upstream)
+    while low < high:
+        middle = (low + high + 1) // 2
+        stamped = await _first_instant_from(conn, upstream, middle, high)
+        if stamped is not None and stamped <= at:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+async def _first_instant_from(
+    conn: AsyncConnection[Any], upstream: str, position: int, high: int
+) -> datetime | None:
+    cur = await conn.execute(
+        SQL(
+            "SELECT state FROM {} WHERE notification_id >= %s AND notification_id <= %s"
+            " ORDER BY notification_id LIMIT 1"
+        ).format(Identifier(events_table(upstream))),
+        (position, high),
+    )
+    row = await cur.fetchone()
+    return None if row is None else _stamp_decoder.decode(row[0]).timestamp
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def anchored(conn: AsyncConnection[Any], cut: Cut) -> Cut:
+    """`cut` with both its metering position and its instant: for an instant,
+    the last metering position recorded at or before it; for a metering
+    position, when that event was recorded (the upstreams it names no position
+    for are read as they stood then)."""
+    head = await head_of(conn, "metering")
+    position = cut.position("metering")
+    if position is None:
+        if cut.at is None:
+            raise InvalidCut("as_of: give an instant or a metering position")
+        position = await position_at(conn, "metering", cut.at)
+        return Cut({**cut.positions, "metering": position}, cut.at)
+    if position > head:
+        raise InvalidCut(f"position: the metering history has only reached {head}")
+    if cut.at is not None:
+        return cut
+    at = EPOCH if position == 0 else await instant_of(conn, "metering", position)
+    if at is None:
+        raise InvalidCut(f"position: no metering event has position {position}")
+    return Cut(cut.positions, at)

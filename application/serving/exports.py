@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,15 @@ from uuid import UUID, uuid4
 import msgspec
 
 from application.audit.writer import AuditUnavailable
+from application.serving.recorded import RecordedView, replay_fields
 from application.serving.usage import UsageService, filters_of, period_fields
 from application.serving.waiting import Wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
+from projections.usage_daily.as_of import usage_at
+from projections.usage_daily.postgres import UsageDailyProjection
 from projections.usage_daily.query import UsageQuery
-from projections.usage_daily.reader import csv_copy_sql, query_params
+from projections.usage_daily.reader import LIVE, DailySource, csv_copy_sql, query_params
 from projections.usage_daily.rows import Snapshot
 
 
@@ -78,6 +81,17 @@ class ExportService:
                 row_count=row_count,
                 totals=[msgspec.to_builtins(t) for t in totals],
                 sha256=digest,
+                replay=replay_fields(
+                    {
+                        "metering": snapshot.position,
+                        "tenant_settings": snapshot.settings_position,
+                    },
+                    {UsageDailyProjection.name: snapshot.version},
+                    snapshot.now,
+                    snapshot.as_of,
+                    None,  # a wait is not part of a CSV's bytes
+                    filters_of(query),
+                ),
             )
         except Exception as e:
             path.unlink(missing_ok=True)  # never keep an unaudited export
@@ -92,22 +106,39 @@ class ExportService:
     async def _write_csv(
         self, conn: Any, query: UsageQuery, snapshot: Snapshot, path: Path
     ) -> tuple[str, int]:
-        """COPY the rows out as CSV into `path`; returns (sha256, row count).
-
-        Cells are ids, slugs, dates and numbers (validated at ingest), never a
-        line break, so turning COPY's LF line ends into CRLF is exact.
-        """
+        """COPY the rows out as CSV into `path`; returns (sha256, row count)."""
         digest = hashlib.sha256()
-        cursor = conn.cursor()
+        lines = 0
         with path.open("wb") as out:
-            statement = csv_copy_sql(query)
-            async with cursor.copy(
-                statement, query_params(query, snapshot.period)
-            ) as copy:
-                async for data in copy:
-                    chunk = bytes(data).replace(b"\n", b"\r\n")
-                    out.write(chunk)
-                    digest.update(chunk)
+            async for chunk in csv_chunks(conn, query, snapshot, LIVE):
+                out.write(chunk)
+                digest.update(chunk)
+                lines += chunk.count(b"\n")
             out.flush()
             os.fsync(out.fileno())
-        return digest.hexdigest(), max(cursor.rowcount, 0)
+        return digest.hexdigest(), max(lines - 1, 0)  # the header is a line
+
+    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
+        """The bytes of a recorded export, reproduced from the history at the
+        cut it recorded (in `conn`'s transaction)."""
+        query = recorded.usage_query()
+        snapshot, source = await usage_at(
+            conn, query, recorded.cut(), now=recorded.now, as_of=recorded.as_of
+        )
+        return b"".join([c async for c in csv_chunks(conn, query, snapshot, source)])
+
+
+async def csv_chunks(
+    conn: Any, query: UsageQuery, snapshot: Snapshot, source: DailySource
+) -> AsyncIterator[bytes]:
+    """The CSV of `query`'s rows from `source`, chunk by chunk.
+
+    Cells are ids, slugs, dates and numbers (validated at ingest), never a
+    line break, so turning COPY's LF line ends into CRLF is exact.
+    """
+    cursor = conn.cursor()
+    statement = csv_copy_sql(query, source.relation)
+    params = query_params(query, snapshot.period) | source.params
+    async with cursor.copy(statement, params) as copy:
+        async for data in copy:
+            yield bytes(data).replace(b"\n", b"\r\n")

@@ -5,7 +5,8 @@ read the rows and that position again in one snapshot and cache the bytes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar, NamedTuple
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -13,8 +14,23 @@ from application.audit.group_commit import AsyncAuditWriter
 from application.clock import Clock
 from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
-from application.serving.waiting import Wait, wait_for_writes
+from application.serving.recorded import replay_fields
+from application.serving.waiting import Wait, wait_for_writes, with_wait
 from projections.usage_series import SeriesReader, SeriesSnapshot
+
+
+class Served(NamedTuple):
+    body: bytes  # as cached: without the wait's outcome
+    hit: bool
+    wait: Wait | None
+    snapshot: SeriesSnapshot
+    now: datetime  # the instant the period was resolved at
+
+    @property
+    def sent(self) -> bytes:
+        """The bytes sent: the answer with how the wait went."""
+        return with_wait(self.body, self.wait)
+
 
 # Reads the rows of one answer at `snapshot`, in its transaction, and encodes them.
 ReadAnswer = Callable[[Any, SeriesSnapshot], Awaitable[bytes]]
@@ -24,6 +40,7 @@ class SeriesViews:
     """The base of a service serving one daily-series read model."""
 
     kind: ClassVar[str]  # names the answers in cache keys
+    read_model: ClassVar[str]
     upstreams: ClassVar[tuple[str, ...]]
 
     def __init__(  # noqa: PLR0913
@@ -52,9 +69,9 @@ class SeriesViews:
         filters: tuple[str | None, ...],
         min_positions: Mapping[str, int] | None,
         read: ReadAnswer,
-    ) -> tuple[bytes, bool, Wait | None, SeriesSnapshot]:
+    ) -> Served:
         """The answer's bytes, whether they came from the cache, how the wait
-        went, and the snapshot they reflect."""
+        went, the snapshot they reflect and the instant it was read at."""
         wait = await wait_for_writes(
             self.watcher,
             self._live_positions,
@@ -73,7 +90,21 @@ class SeriesViews:
                     body = await read(conn, snapshot)
         if not hit:
             await self.cache.put(self._key(tenant, snapshot, filters), body)
-        return body, hit, wait, snapshot
+        return Served(body, hit, wait, snapshot, now)
+
+    def replay_fields(
+        self, served: Served, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What the audit record of `served` keeps to reproduce its bytes."""
+        s = served.snapshot
+        return replay_fields(
+            {n: s.positions.get(n, 0) for n in self.upstreams},
+            {self.read_model: s.version},
+            served.now,
+            s.clock,
+            served.wait,
+            params,
+        )
 
     async def _live_positions(self) -> dict[str, int]:
         async with self.pool.connection() as conn:

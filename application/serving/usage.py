@@ -6,6 +6,7 @@ audit write fails, the request fails and nothing is served.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -18,9 +19,12 @@ from application.audit.writer import AuditUnavailable
 from application.clock import Clock
 from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
+from application.serving.recorded import RecordedView, replay_fields
 from application.serving.waiting import Answer, Wait, wait_for_writes
 from application.tokens import Principal
 from domain.audit import AuditRecord
+from projections.history import Cut
+from projections.usage_daily.as_of import usage_at
 from projections.usage_daily.postgres import UsageDailyProjection
 from projections.usage_daily.query import UsageQuery
 from projections.usage_daily.reader import UsageReader
@@ -107,9 +111,37 @@ class UsageService:
                 parts, row_count = _split(cached)
         if cached is None:
             await self.cache.put(key, _join(parts, row_count))
-        await self._audit_view(principal, query, snapshot, row_count, request_id)
         body = self._envelope(query, snapshot, parts, wait)
+        await self._audit_view(
+            principal, query, snapshot, row_count, request_id, body, wait
+        )
         return Answer(body, cached is not None, wait)
+
+    async def view_at(
+        self, principal: Principal, query: UsageQuery, cut: Cut, *, request_id: str
+    ) -> bytes:
+        """The answer as the history stood at `cut` (an auditor's as-of read),
+        audited like a view: it records the cut, so it replays like one."""
+        async with self.pool.connection() as conn, conn.transaction():
+            snapshot, source = await usage_at(conn, query, cut)
+            data = await self.reader.data(conn, query, snapshot, source)
+        body = self._envelope(query, snapshot, self._encode_parts(data), None)
+        await self._audit_view(
+            principal, query, snapshot, len(data.rows), request_id, body, None
+        )
+        return body
+
+    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
+        """The bytes of a recorded usage view, reproduced from the history at
+        the cut it recorded (in `conn`'s transaction)."""
+        query = recorded.usage_query()
+        snapshot, source = await usage_at(
+            conn, query, recorded.cut(), now=recorded.now, as_of=recorded.as_of
+        )
+        data = await self.reader.data(conn, query, snapshot, source)
+        return self._envelope(
+            query, snapshot, self._encode_parts(data), recorded.waited()
+        )
 
     async def wait_for(self, wanted: Mapping[str, int] | None) -> Wait | None:
         """Wait briefly until the read model has processed each upstream it
@@ -167,13 +199,15 @@ class UsageService:
             )
         )
 
-    async def _audit_view(
+    async def _audit_view(  # noqa: PLR0913 - what was served, and to whom
         self,
         principal: Principal,
         query: UsageQuery,
         snapshot: Snapshot,
         row_count: int,
         request_id: str,
+        body: bytes,
+        wait: Wait | None,
     ) -> None:
         try:
             await self.audit.write(
@@ -185,6 +219,18 @@ class UsageService:
                 filters=filters_of(query),
                 position=snapshot.position,
                 row_count=row_count,
+                sha256=hashlib.sha256(body).hexdigest(),
+                replay=replay_fields(
+                    {
+                        "metering": snapshot.position,
+                        "tenant_settings": snapshot.settings_position,
+                    },
+                    {UsageDailyProjection.name: snapshot.version},
+                    snapshot.now,
+                    snapshot.as_of,
+                    wait,
+                    filters_of(query),
+                ),
             )
         except Exception as e:
             raise AuditUnavailable(

@@ -21,13 +21,19 @@ from application.serving.anomalies import STATUSES, AnomaliesOut
 from application.tokens import Principal
 from domain.anomaly_reviews import MAX_NOTE_LENGTH
 from domain.audit import AuditRecord
-from domain.periods import check_period_spec
-from domain.values import InvalidValue, check_identifier, check_storable_text
+from domain.values import InvalidValue, check_storable_text
 from interfaces.http.audited import record_change
 from interfaces.http.auth import requires_role
 from interfaces.http.billing import answer_headers, requires_enabled_tenant
 from interfaces.http.dependencies import Billing
-from interfaces.http.params import InvalidParameter, parse_min_positions, request_id
+from interfaces.http.params import (
+    InvalidParameter,
+    parse_choice,
+    parse_identifier,
+    parse_min_positions,
+    parse_period,
+    request_id,
+)
 
 
 class AcknowledgeIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,17 +71,11 @@ class AnomaliesController(Controller):
         acknowledged or cleared. Each flag says what was observed against what
         is usual, how unusual, and why in one sentence; `not_evaluated` lists
         the series with too little history to judge."""
-        spec = period or "current"
-        check_period_spec(spec)
-        if workspace_id is not None:
-            _identifier("workspace_id", workspace_id)
-        if status is not None and status not in STATUSES:
-            raise InvalidParameter(f"status: must be one of {', '.join(STATUSES)}")
         answer = await billing.anomalies.view(
             request.user,
-            spec,
-            workspace_id,
-            status,
+            parse_period(period),
+            parse_identifier(workspace_id, "workspace_id"),
+            parse_choice(status, "status", STATUSES),
             min_positions=parse_min_positions(min_position, min_positions),
             request_id=request_id(request),
         )
@@ -102,7 +102,7 @@ class AnomaliesController(Controller):
         clock: NamedDependency[Clock],
     ) -> AcknowledgementOut:
         principal = request.user
-        _identifier("anomaly_id", anomaly_id)
+        parse_identifier(anomaly_id, "anomaly_id")
         note = data.note.strip()
         if not note or len(note) > MAX_NOTE_LENGTH:
             raise InvalidParameter(f"note: must be 1 to {MAX_NOTE_LENGTH} characters")
@@ -143,10 +143,3 @@ class AnomaliesController(Controller):
             position=position,
             min_positions=f"anomaly_reviews:{position}" if position else None,
         )
-
-
-def _identifier(field: str, value: str) -> None:
-    try:
-        check_identifier(value)
-    except InvalidValue as e:
-        raise InvalidParameter(f"{field}: {e}") from None

@@ -87,4 +87,5 @@ def dependencies(
         "read_side": _value(read_side),
         "audit_reader": _value(lambda: read_side().audit_reader),
         "explainer": _value(lambda: read_side().explain),
+        "replay": _value(lambda: read_side().replay),
     }

@@ -33,6 +33,7 @@ from application.price_book import (
     NoPriceBook,
 )
 from application.projecting.rebuild import RebuildInProgress
+from application.serving.recorded import NotReplayable
 from domain.periods import InvalidPeriod
 from domain.price_book import CurrencyChanged
 from domain.pricing import InvalidPriceBook
@@ -40,6 +41,7 @@ from domain.tenant_settings import InvalidSettings
 from domain.usage import UsageError
 from interfaces.http.params import InvalidParameter
 from projections.audit_log.reader import InvalidAuditQuery
+from projections.history import InvalidCut
 from projections.usage_daily.query import InvalidUsageQuery
 
 log = logging.getLogger(__name__)
@@ -171,6 +173,8 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     InvalidUsageQuery: bad_request,
     InvalidAuditQuery: bad_request,
     InvalidParameter: bad_request,
+    InvalidCut: bad_request,
+    NotReplayable: conflict,
     InvalidWebhookUrl: unprocessable,
     InvalidDeliveryQuery: bad_request,
     NoWebhook: not_found,

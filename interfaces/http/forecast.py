@@ -10,12 +10,15 @@ from litestar.params import FromQuery
 
 from application.serving.forecast import ForecastOut
 from application.tokens import Principal
-from domain.periods import check_period_spec
-from domain.values import InvalidValue, check_identifier
 from interfaces.http.auth import requires_role
 from interfaces.http.billing import answer_headers, requires_enabled_tenant
 from interfaces.http.dependencies import Billing
-from interfaces.http.params import InvalidParameter, parse_min_positions, request_id
+from interfaces.http.params import (
+    parse_identifier,
+    parse_min_positions,
+    parse_period,
+    request_id,
+)
 
 
 class ForecastController(Controller):
@@ -39,17 +42,10 @@ class ForecastController(Controller):
         `period` is current (default), previous or YYYY-MM. A closed period
         answers its actuals. `min_positions` (as writes answer) waits briefly
         for the read model to reflect them."""
-        spec = period or "current"
-        check_period_spec(spec)
-        if workspace_id is not None:
-            try:
-                check_identifier(workspace_id)
-            except InvalidValue as e:
-                raise InvalidParameter(f"workspace_id: {e}") from None
         answer = await billing.forecast.view(
             request.user,
-            spec,
-            workspace_id,
+            parse_period(period),
+            parse_identifier(workspace_id, "workspace_id"),
             min_positions=parse_min_positions(min_position, min_positions),
             request_id=request_id(request),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ class InvalidAuditQuery(ValueError):
 
 
 class AuditEventOut(msgspec.Struct):
+    id: int  # its position in the audit log: what replay and lookups take
     position: int
     type: str
     occurred_at: datetime
@@ -74,6 +76,54 @@ def _events_sql(query: AuditQuery) -> Composed:
     if query.after:
         clauses.append(SQL("position > %(after)s"))
     return SQL(
-        "SELECT position, event_type, occurred_at, actor_id, request_id, details"
-        " FROM {} WHERE {} ORDER BY position LIMIT %(limit)s"
+        "SELECT position, position, event_type, occurred_at, actor_id, request_id,"
+        " details FROM {} WHERE {} ORDER BY position LIMIT %(limit)s"
     ).format(Identifier(AUDIT_LOG), SQL(" AND ").join(clauses))
+
+
+async def get_event(
+    conn: AsyncConnection[Any], tenant_id: str, event_id: int
+) -> AuditEventOut | None:
+    """One of the tenant's audit events (None: none with that id, or another
+    tenant's)."""
+    cur = await conn.execute(_ONE_SQL, {"tenant": tenant_id, "id": event_id})
+    row = await cur.fetchone()
+    return None if row is None else AuditEventOut(*row)
+
+
+async def replayable_ids(
+    conn: AsyncConnection[Any],
+    tenant_id: str | None,
+    types: Sequence[str],
+    since: datetime | None,
+) -> list[tuple[str, int]]:
+    """(tenant, id) of every audited view and export of `types` (of one
+    tenant, or all), from `since`, oldest first."""
+    cur = await conn.execute(
+        SQL(
+            "SELECT tenant_id, position FROM {} WHERE event_type = ANY(%(types)s)"
+            " AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)"
+            " AND (%(since)s::timestamptz IS NULL OR occurred_at >= %(since)s)"
+            " ORDER BY position"
+        ).format(Identifier(AUDIT_LOG)),
+        {"types": list(types), "tenant": tenant_id, "since": since},
+    )
+    return [(str(t), int(p)) for t, p in await cur.fetchall()]
+
+
+_ONE_SQL = SQL(
+    "SELECT position, position, event_type, occurred_at, actor_id, request_id,"
+    " details FROM {} WHERE tenant_id = %(tenant)s AND position = %(id)s"
+).format(Identifier(AUDIT_LOG))
+
+
+async def tenant_of(conn: AsyncConnection[Any], event_id: int) -> str | None:
+    """The tenant an audit event belongs to (None: no such event)."""
+    cur = await conn.execute(
+        SQL("SELECT tenant_id FROM {} WHERE position = %s").format(
+            Identifier(AUDIT_LOG)
+        ),
+        (event_id,),
+    )
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Cursor
-from psycopg.sql import SQL, Composed, Identifier, Placeholder
+from psycopg.sql import SQL, Composable, Composed, Identifier, Placeholder
 
 from domain.tenant_settings import DEFAULT_SETTINGS
+from projections import history
 from projections.base import Notified, Projection
 from projections.usage_daily.changes import (
     Calendar,
@@ -25,7 +26,7 @@ from projections.usage_daily.changes import (
     split_changes,
 )
 
-LEDGER = "billing_usage_ledger"
+LEDGER = history.LEDGER  # what as-of reads, replays and explanations read
 DAILY = "billing_usage_daily"
 CALENDARS = "billing_tenant_calendars"
 
@@ -147,18 +148,12 @@ _LEDGER_COLUMNS = (
 )
 
 # The one place the bucketing rules live in SQL; InMemoryUsageDailyView is the
-# same rules in Python, and contract tests hold the two together.
-_ROLLUP = SQL("""
-WITH src AS (
-    SELECT l.tenant_id, l.workspace_id, l.product_area, l.unit, l.kind,
-           l.quantity_delta, l.count_delta, l.recorded_at,
-           coalesce(c.timezone, %(tz)s) AS tz,
-           coalesce(c.period_anchor_day, %(anchor)s) AS anchor,
-           coalesce(c.grace_hours, %(grace)s) AS grace,
-           (l.occurred_at AT TIME ZONE coalesce(c.timezone, %(tz)s))::date AS usage_date
-    FROM {ledger} l LEFT JOIN {calendars} c ON c.tenant_id = l.tenant_id
-    WHERE {where}
-), dated AS (
+# same rules in Python, and contract tests hold the two together. `src` is the
+# ledger entries to bucket, each with its calendar (tz, anchor, grace) and
+# usage_date; the rollup adds them to the daily rows, an as-of read (reader.py)
+# groups them into the rows a read model would hold at a cut.
+_BUCKETS = """
+dated AS (
     SELECT src.*,
            ((usage_date + 1)::timestamp AT TIME ZONE tz) AS day_ends_at,
            CASE WHEN extract(day FROM usage_date) >= anchor
@@ -174,11 +169,11 @@ WITH src AS (
            ((period_start + interval '1 month')::timestamp AT TIME ZONE tz)
              + make_interval(hours => grace) AS closes_at
     FROM dated
-)
-INSERT INTO {daily} AS d (
-    tenant_id, usage_date, workspace_id, product_area, unit, period_start,
-    quantity, source_event_count, first_reported_quantity, late_event_count,
-    adjustment_quantity, adjustment_count)
+)"""
+_DAILY_COLUMNS = """tenant_id, usage_date, workspace_id, product_area, unit,
+    period_start, quantity, source_event_count, first_reported_quantity,
+    late_event_count, adjustment_quantity, adjustment_count"""
+_GROUPED = """
 SELECT tenant_id, usage_date, workspace_id, product_area, unit, period_start,
        sum(quantity_delta),
        sum(count_delta),
@@ -187,7 +182,25 @@ SELECT tenant_id, usage_date, workspace_id, product_area, unit, period_start,
        coalesce(sum(quantity_delta) FILTER (WHERE recorded_at >= closes_at), 0),
        count(*) FILTER (WHERE recorded_at >= closes_at)
 FROM timed
-GROUP BY tenant_id, usage_date, workspace_id, product_area, unit, period_start
+GROUP BY tenant_id, usage_date, workspace_id, product_area, unit, period_start"""
+_ROLLUP = SQL(
+    """
+WITH src AS (
+    SELECT l.tenant_id, l.workspace_id, l.product_area, l.unit, l.kind,
+           l.quantity_delta, l.count_delta, l.recorded_at,
+           coalesce(c.timezone, %(tz)s) AS tz,
+           coalesce(c.period_anchor_day, %(anchor)s) AS anchor,
+           coalesce(c.grace_hours, %(grace)s) AS grace,
+           (l.occurred_at AT TIME ZONE coalesce(c.timezone, %(tz)s))::date AS usage_date
+    FROM {ledger} l LEFT JOIN {calendars} c ON c.tenant_id = l.tenant_id
+    WHERE {where}
+),"""
+    + _BUCKETS
+    + "\nINSERT INTO {daily} AS d ("
+    + _DAILY_COLUMNS
+    + ")"
+    + _GROUPED
+    + """
 ON CONFLICT (tenant_id, usage_date, workspace_id, product_area, unit) DO UPDATE SET
     quantity = d.quantity + EXCLUDED.quantity,
     source_event_count = d.source_event_count + EXCLUDED.source_event_count,
@@ -196,7 +209,26 @@ ON CONFLICT (tenant_id, usage_date, workspace_id, product_area, unit) DO UPDATE 
     late_event_count = d.late_event_count + EXCLUDED.late_event_count,
     adjustment_quantity = d.adjustment_quantity + EXCLUDED.adjustment_quantity,
     adjustment_count = d.adjustment_count + EXCLUDED.adjustment_count
-""")
+"""
+)
+
+
+def daily_at_sql(where: Composable) -> Composed:
+    """The daily rows (as a relation with DAILY's columns) that the ledger
+    entries matching `where` make under one calendar: parameters `tz`,
+    `anchor` and `grace`. The same rule as the rollup's (_BUCKETS, _GROUPED)."""
+    return SQL(
+        "(WITH src AS (SELECT l.tenant_id, l.workspace_id, l.product_area, l.unit,"
+        " l.kind, l.quantity_delta, l.count_delta, l.recorded_at,"
+        " %(tz)s::text AS tz, %(anchor)s::int AS anchor, %(grace)s::int AS grace,"
+        " (l.occurred_at AT TIME ZONE %(tz)s::text)::date AS usage_date"
+        " FROM {ledger} l WHERE {where}),"
+        + _BUCKETS
+        + _GROUPED
+        + ") AS d ("
+        + _DAILY_COLUMNS
+        + ")"
+    ).format(ledger=Identifier(LEDGER), where=where)
 
 
 class UsageDailyProjection(Projection):

@@ -8,13 +8,14 @@ and travel as decimal text.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from domain.periods import BillingPeriod, resolve_period
 from domain.tenant_settings import DEFAULT_SETTINGS
@@ -33,6 +34,18 @@ from projections.usage_daily.rows import (
     UsageRow,
     UsageTotal,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DailySource:
+    """Where a usage answer's daily rows come from: the live table, or a
+    relation of the rows at a cut (as_of.py) with the parameters it takes."""
+
+    relation: Composable
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+LIVE = DailySource(Identifier(DAILY))
 
 _TABLES = {
     "daily": Identifier(DAILY),
@@ -92,24 +105,29 @@ class UsageReader:
         return {str(name): int(position) for name, position in await cur.fetchall()}
 
     async def data(
-        self, conn: AsyncConnection[Any], query: UsageQuery, snapshot: Snapshot
+        self,
+        conn: AsyncConnection[Any],
+        query: UsageQuery,
+        snapshot: Snapshot,
+        source: DailySource = LIVE,
     ) -> UsageData:
-        params = query_params(query, snapshot.period)
+        """Rows, totals and late adjustments of `query` from the live daily rows,
+        or from `source` (the rows as the history stood at a cut)."""
+        params = query_params(query, snapshot.period) | source.params
         closed = snapshot.period.is_closed(snapshot.now)
         where = _where(query)
+        daily = source.relation
         async with conn.pipeline():  # one round trip for all the statements
             rows_cur = await conn.cursor(row_factory=tuple_row).execute(
-                _rows_sql(query), params, prepare=True
+                _rows_sql(query, daily=daily), params, prepare=True
             )
             totals_cur = await conn.cursor(row_factory=tuple_row).execute(
-                _TOTALS_SQL.format(where=where, daily=_TABLES["daily"]),
-                params,
-                prepare=True,
+                _TOTALS_SQL.format(where=where, daily=daily), params, prepare=True
             )
             adjustments_cur = None
             if closed:
                 adjustments_cur = await conn.cursor(row_factory=tuple_row).execute(
-                    _ADJUSTMENTS_SQL.format(where=where, daily=_TABLES["daily"]), params
+                    _ADJUSTMENTS_SQL.format(where=where, daily=daily), params
                 )
         rows = [
             UsageRow(
@@ -133,12 +151,16 @@ class UsageReader:
         return UsageData(rows, totals, adjustments)
 
     async def totals(
-        self, conn: AsyncConnection[Any], query: UsageQuery, snapshot: Snapshot
+        self,
+        conn: AsyncConnection[Any],
+        query: UsageQuery,
+        snapshot: Snapshot,
+        source: DailySource = LIVE,
     ) -> list[UsageTotal]:
         cur = conn.cursor(row_factory=tuple_row)
         await cur.execute(
-            _TOTALS_SQL.format(where=_where(query), daily=_TABLES["daily"]),
-            query_params(query, snapshot.period),
+            _TOTALS_SQL.format(where=_where(query), daily=source.relation),
+            query_params(query, snapshot.period) | source.params,
         )
         return [UsageTotal(*r) for r in await cur.fetchall()]
 
@@ -176,7 +198,9 @@ def _where(query: UsageQuery) -> Composed:
     )
 
 
-def _rows_sql(query: UsageQuery, *, adjustments: bool = False) -> Composed:
+def _rows_sql(
+    query: UsageQuery, *, adjustments: bool = False, daily: Composable = LIVE.relation
+) -> Composed:
     """Rows summed over the dimensions left out (never across units); with
     `adjustments`, also what changed after the period closed (the CSV's)."""
     kept = group_columns(query)
@@ -196,7 +220,7 @@ def _rows_sql(query: UsageQuery, *, adjustments: bool = False) -> Composed:
         ).format(
             where=_where(query),
             order=order,
-            daily=_TABLES["daily"],
+            daily=daily,
             more=_ADJUSTMENT_COLUMNS if adjustments else SQL(""),
         )
     return SQL(
@@ -205,7 +229,7 @@ def _rows_sql(query: UsageQuery, *, adjustments: bool = False) -> Composed:
         " trim_scale(sum(first_reported_quantity))::text, sum(late_event_count)::bigint"
         "{more} FROM {daily} WHERE {where} GROUP BY {group} ORDER BY {order}"
     ).format(
-        daily=_TABLES["daily"],
+        daily=daily,
         columns=SQL(", ").join(columns),
         where=_where(query),
         group=SQL(", ").join(Identifier(c) for c in (*kept, "unit")),
@@ -241,7 +265,7 @@ _SPREADSHEET_SAFE = SQL(
 )
 
 
-def csv_copy_sql(query: UsageQuery) -> Composed:
+def csv_copy_sql(query: UsageQuery, daily: Composable = LIVE.relation) -> Composed:
     """COPY the rows of `query` out as CSV under the contract's header.
 
     PostgreSQL writes the CSV (RFC 4180 quoting, only where needed) in C, so an
@@ -263,7 +287,7 @@ def csv_copy_sql(query: UsageQuery) -> Composed:
         "COPY (SELECT {} FROM ({}) AS r ({})) TO STDOUT (FORMAT csv, HEADER)"
     ).format(
         SQL(", ").join(named),
-        _rows_sql(query, adjustments=True),
+        _rows_sql(query, adjustments=True, daily=daily),
         SQL(", ").join(r),
     )
 

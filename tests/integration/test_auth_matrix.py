@@ -23,6 +23,7 @@ PATH_VALUES = {
     "export_id": str(uuid.uuid4()),
     "anomaly_id": "an_0000",
     "event_id": "e1",
+    "audit_event_id": "1",
 }
 
 

@@ -70,6 +70,15 @@ def audit_events() -> list[Any]:
             "filters": {"workspace_id": None},
             "position": 7,
             "row_count": 3,
+            "sha256": "cd" * 32,
+            "replay": {
+                "positions": {"metering": 7, "tenant_settings": 1},
+                "versions": {"billing_usage_daily": 2},
+                "now": "2026-11-30T12:00:00.123456+00:00",
+                "as_of": "2026-11-30T12:00:00.123456+00:00",
+                "waited": {"reached": True, "missing": {}},
+                "params": {"period": "current", "group_by": ["day"]},
+            },
         },
         AuditRecord.ForecastViewed: {
             "period": period,
@@ -133,6 +142,25 @@ def audit_events() -> list[Any]:
             "currency": "EUR",
             "prices": 2,
             "position": 3,
+        },
+        AuditRecord.ViewReplayed: {
+            "audit_event_id": 12,
+            "audit_event_type": "UsageViewed",
+            "verified": True,
+            "replayed_sha256": "cd" * 32,
+        },
+        AuditRecord.UsageExplained: {
+            "params": {"usage_date": "2026-11-12", "unit": "hour"},
+            "position": 7,
+            "found": True,
+            "entry_count": 2,
+            "sha256": "ef" * 32,
+        },
+        AuditRecord.MeteringEventInspected: {
+            "event_id": "evt_1",
+            "found": False,
+            "entry_count": 0,
+            "sha256": None,
         },
         AuditRecord.WebhookChanged: {
             "action": "set",

@@ -17,6 +17,7 @@ from application.serving.series_views import SeriesViews, Served
 from application.serving.waiting import Answer, Wait, with_wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
+from projections.anomalies.as_of import anomalies_at
 from projections.anomalies.detect import MIN_HISTORY_DAYS, MIN_SAME_WEEKDAY
 from projections.anomalies.postgres import AnomalyProjection
 from projections.anomalies.reader import AnomalyReader, AnomalySnapshot, FlagRow
@@ -168,7 +169,7 @@ class AnomalyService(SeriesViews):
             cut = await anchored(conn, cut)
             assert cut.at is not None
             now = cut.at  # "current" is the period current then
-            snapshot, flags, unjudged = await _lazy_anomalies_at()(
+            snapshot, flags, unjudged = await anomalies_at(
                 conn, tenant, period, workspace_id, status, cut, now
             )
         body = self._encoder.encode(anomalies_out(tenant, snapshot, flags, unjudged))
@@ -181,7 +182,7 @@ class AnomalyService(SeriesViews):
         """The bytes of a recorded view of the flags, derived again from the
         histories at the positions it recorded (in `conn`'s transaction)."""
         p, tenant = recorded.params, recorded.tenant_id
-        snapshot, flags, unjudged = await _lazy_anomalies_at()(
+        snapshot, flags, unjudged = await anomalies_at(
             conn,
             tenant,
             p["period"],
@@ -250,9 +251,3 @@ def anomalies_out(
         anomalies=[anomaly_out(f) for f in flags],
         not_evaluated=[Unjudged(*u, reason) for u in unjudged],
     )
-
-
-def _lazy_anomalies_at() -> Any:  # TEMPORARY until the module lands
-    from projections.anomalies.as_of import anomalies_at
-
-    return anomalies_at

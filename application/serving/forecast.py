@@ -22,6 +22,7 @@ from application.serving.waiting import Answer, Wait, with_wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from domain.currencies import round_money
+from projections.forecast.as_of import forecast_at
 from projections.forecast.postgres import ForecastProjection
 from projections.forecast.reader import (
     ForecastReader,
@@ -147,7 +148,7 @@ class ForecastService(SeriesViews):
             cut = await anchored(conn, cut)
             assert cut.at is not None
             now = cut.at  # "current" is the period current then
-            snapshot, row, lines = await _lazy_forecast_at()(
+            snapshot, row, lines = await forecast_at(
                 conn, principal.tenant_id, period, workspace_id, cut, now
             )
         body = self._encoder.encode(
@@ -162,7 +163,7 @@ class ForecastService(SeriesViews):
         histories at the positions it recorded (in `conn`'s transaction)."""
         p = recorded.params
         tenant, workspace_id = recorded.tenant_id, p.get("workspace_id")
-        snapshot, row, lines = await _lazy_forecast_at()(
+        snapshot, row, lines = await forecast_at(
             conn, tenant, p["period"], workspace_id, recorded.cut(), recorded.now
         )
         body = self._encoder.encode(
@@ -301,9 +302,3 @@ def _budget(row: PeriodRow) -> Budget | None:
         p90_over=p90 >= row.budget,
         projected_breach_date=row.breach_date,
     )
-
-
-def _lazy_forecast_at() -> Any:  # TEMPORARY until the module lands
-    from projections.forecast.as_of import forecast_at
-
-    return forecast_at

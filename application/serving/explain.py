@@ -24,13 +24,12 @@ from application.tokens import Principal
 from domain.audit import AuditRecord
 from domain.usage import UsageRecord
 from domain.values import decimal_text, usage_record_id
-from projections.history import Cut, InvalidCut
+from projections.history import Cut, anchored
 from projections.usage_daily.explain import (
     Entry,
     Explanation,
     RowKey,
     explain_row,
-    instant_of_position,
     stored_history,
 )
 
@@ -182,12 +181,7 @@ class ExplainService:
 
     async def _cut(self, conn: Any, request: ExplainRequest) -> Cut | None:
         if request.position is not None:
-            at = await instant_of_position(conn, self.events_table, request.position)
-            if at is None:
-                raise InvalidCut(
-                    f"position: no metering event has position {request.position}"
-                )
-            return Cut({"metering": request.position}, at=at)
+            return await anchored(conn, Cut({"metering": request.position}))
         return None if request.as_of is None else Cut(at=request.as_of)
 
     def _explanation(self, request: ExplainRequest, found: Explanation) -> bytes:

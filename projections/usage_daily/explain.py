@@ -128,20 +128,6 @@ async def explain_row(
     )
 
 
-async def instant_of_position(
-    conn: AsyncConnection[Any], events_table: str, position: int
-) -> datetime | None:
-    """When the metering event at `position` was recorded (None: no such event)."""
-    cur = await conn.execute(
-        SQL("SELECT state FROM {} WHERE notification_id = %s").format(
-            Identifier(events_table)
-        ),
-        (position,),
-    )
-    row = await cur.fetchone()
-    return None if row is None else _stamp_decoder.decode(row[0]).timestamp
-
-
 async def stored_history(
     conn: AsyncConnection[Any], events_table: str, originator_id: UUID
 ) -> list[tuple[int, int, str, bytes]]:
@@ -155,13 +141,6 @@ async def stored_history(
         (originator_id,),
     )
     return [(int(p), int(v), str(t), bytes(s)) for p, v, t, s in await cur.fetchall()]
-
-
-class _Stamped(msgspec.Struct):
-    timestamp: datetime
-
-
-_stamp_decoder = msgspec.json.Decoder(_Stamped)
 
 
 def _required(field: str, check: Any, value: str | None) -> Any:

@@ -291,6 +291,9 @@ def audit_replay(audit_event_id: int, body: bool) -> None:
             f"  recorded sha256 {record.recorded_sha256}\n"
             f"  replayed sha256 {replayed.replayed_sha256}"
         )
+        if record.type == "UsageExported":
+            stored = replayed.stored_sha256 or "(the file is gone)"
+            click.echo(f"  stored file     {stored}")
         if body:
             click.echo(replayed.body.decode())
         return replayed.verified

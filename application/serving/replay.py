@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 from psycopg_pool import AsyncConnectionPool
 
 from application.audit.group_commit import AsyncAuditWriter
@@ -37,6 +38,9 @@ class Replayed:
     record: RecordedView
     body: bytes
     replayed_sha256: str
+    # An export's bytes as the export store holds them now (None: not an
+    # export, or the file is gone): a replay also tells a file changed.
+    stored_sha256: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -91,7 +95,20 @@ class ReplayService:
                 body = await self.anomalies.replay(conn, record)
             else:  # pragma: no cover - RecordedView admits only REPLAYABLE
                 raise NotReplayable(record.type)
-        return Replayed(record, body, hashlib.sha256(body).hexdigest())
+        stored = None
+        if record.type == "UsageExported":
+            stored = await anyio.to_thread.run_sync(self._stored_sha256, record)
+        return Replayed(record, body, hashlib.sha256(body).hexdigest(), stored)
+
+    def _stored_sha256(self, record: RecordedView) -> str | None:
+        path = self.exports.export_dir / str(record.details["file_key"])
+        if not path.is_file():
+            return None
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 16):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     async def replay(
         self, principal: Principal, record: RecordedView, *, request_id: str

@@ -112,6 +112,7 @@ class AuditController(Controller):
                     verified=replayed.verified,
                     recorded_sha256=record.recorded_sha256,
                     replayed_sha256=replayed.replayed_sha256,
+                    stored_sha256=replayed.stored_sha256,
                     body=replayed.body.decode()
                     if replayed.is_csv
                     else msgspec.Raw(replayed.body),
@@ -202,9 +203,11 @@ class ReplayOut(msgspec.Struct):
     id: int
     type: str
     occurred_at: datetime
-    verified: bool
+    verified: bool  # the bytes derived again are the bytes sent then
     recorded_sha256: str
     replayed_sha256: str
+    # Exports: the file in the export store now (null: it is gone).
+    stored_sha256: str | None
     body: msgspec.Raw | str  # the JSON served, or the CSV text of an export
 
 

@@ -1,0 +1,241 @@
+"""Replays and as-of reads, by example: what an auditor sees, and what they
+are refused (the properties are in test_replay_properties.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from litestar.testing import TestClient
+
+from application.settings import Settings
+from tests.support import auth, env_for, event
+
+TENANT = "t_acme"
+DAY = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
+
+
+def send(client: TestClient[Any], settings: Settings, body: list[Any]) -> int:
+    response = client.post(
+        "/api/metering/events", json=body, headers=auth(settings, TENANT, "metering")
+    )
+    assert response.status_code == 200, response.text
+    return int(response.json()["position"])
+
+
+def view(client: TestClient[Any], settings: Settings, path: str, **params: Any) -> Any:
+    response = client.get(path, params=params, headers=auth(settings, TENANT, "admin"))
+    assert response.status_code == 200, response.text
+    return response
+
+
+def audited(
+    client: TestClient[Any], settings: Settings, request_id: str
+) -> dict[str, Any]:
+    """The audit event of a request, once the audit log has it."""
+    for _ in range(200):
+        events = client.get(
+            "/api/audit/events",
+            params={"limit": "1000"},
+            headers=auth(settings, TENANT, "auditor"),
+        ).json()
+        found = [e for e in events if e["request_id"] == request_id]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no audit event for request {request_id}")
+
+
+def replay(client: TestClient[Any], settings: Settings, audit_id: int) -> Any:
+    return client.get(
+        f"/api/audit/views/{audit_id}/replay", headers=auth(settings, TENANT, "auditor")
+    )
+
+
+def test_a_view_replays_byte_for_byte_after_late_data_and_a_rebuild(
+    client: TestClient[Any], settings: Settings, projecting: Any, app: Any
+) -> None:
+    position = send(client, settings, [event("e1", quantity="2.5", at=DAY)])
+    sent = view(
+        client, settings, "/api/billing/usage", min_positions=f"metering:{position}"
+    )
+    assert b'"waited"' in sent.content  # the wait's outcome is part of the bytes
+    record = audited(client, settings, sent.headers["x-request-id"])
+
+    # Later: late usage for the same day, a void, a new time zone, a rebuild.
+    send(client, settings, [event("e2", quantity="4", at=DAY + timedelta(minutes=1))])
+    client.post(
+        "/api/metering/corrections",
+        json={"action": "void", "event_id": "e1", "reason": "test"},
+        headers=auth(settings, TENANT, "ops"),
+    )
+    client.patch(
+        "/api/ops/settings",
+        json={"timezone": "Asia/Tokyo"},
+        headers=auth(settings, TENANT, "ops"),
+    )
+    app.state.services.write_side.projector.rebuild("billing_usage_daily")
+
+    response = replay(client, settings, record["id"])
+
+    assert response.status_code == 200
+    out = response.json()
+    assert out["verified"] is True
+    assert out["type"] == "UsageViewed"
+    assert out["recorded_sha256"] == out["replayed_sha256"]
+    assert out["body"] == sent.json()  # the very answer, not today's
+    assert audited(client, settings, response.headers["x-request-id"])["details"] == {
+        "audit_event_id": record["id"],
+        "audit_event_type": "UsageViewed",
+        "verified": True,
+        "replayed_sha256": out["replayed_sha256"],
+    }
+
+
+def test_an_export_replays_to_its_stored_bytes(
+    client: TestClient[Any], settings: Settings, projecting: Any
+) -> None:
+    position = send(
+        client,
+        settings,
+        [
+            event(f"e{i}", quantity=f"{i}.5", at=DAY - timedelta(days=i))
+            for i in range(4)
+        ],
+    )
+    exported = view(
+        client,
+        settings,
+        "/api/billing/usage/export",
+        min_positions=f"metering:{position}",
+    )
+    record = audited(client, settings, exported.headers["x-request-id"])
+    send(client, settings, [event("late", quantity="9", at=DAY - timedelta(days=1))])
+
+    out = replay(client, settings, record["id"]).json()
+
+    assert out["verified"] is True
+    assert out["body"].encode() == exported.content
+    assert out["stored_sha256"] == out["recorded_sha256"]
+
+
+def test_a_changed_history_fails_verification_and_the_cli_says_so(
+    client: TestClient[Any], settings: Settings, projecting: Any
+) -> None:
+    """Replay must be able to say no: tamper with the ledger behind a view."""
+    position = send(client, settings, [event("e1", quantity="2", at=DAY)])
+    sent = view(
+        client, settings, "/api/billing/usage", min_positions=f"metering:{position}"
+    )
+    record = audited(client, settings, sent.headers["x-request-id"])
+    env = env_for(settings)
+    verify = [sys.executable, "-m", "interfaces.cli", "audit", "verify"]
+    ok = subprocess.run(verify, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "1 verified, 0 mismatched" in ok.stdout
+
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE billing_usage_ledger SET quantity_delta = 3 WHERE event_id = 'e1'"
+        )
+
+    out = replay(client, settings, record["id"]).json()
+    assert out["verified"] is False
+    assert out["replayed_sha256"] != out["recorded_sha256"]
+    bad = subprocess.run(verify, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert f"MISMATCH {record['id']} UsageViewed of {TENANT}" in bad.stdout
+    one = subprocess.run(
+        [sys.executable, "-m", "interfaces.cli", "audit", "replay", str(record["id"])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert one.returncode == 1
+    assert "MISMATCH" in one.stdout
+
+
+def test_usage_as_of_an_instant_holds_only_what_was_recorded_by_then(
+    client: TestClient[Any], settings: Settings, projecting: Any
+) -> None:
+    send(client, settings, [event("e1", quantity="1.5", at=DAY)])
+    between = datetime.now(UTC)
+    time.sleep(0.01)
+    position = send(client, settings, [event("e2", quantity="4", at=DAY)])
+    view(client, settings, "/api/billing/usage", min_positions=f"metering:{position}")
+    auditor = auth(settings, TENANT, "auditor")
+
+    then = client.get(
+        "/api/audit/usage", params={"as_of": between.isoformat()}, headers=auditor
+    )
+    now = client.get(
+        "/api/audit/usage", params={"position": str(position)}, headers=auditor
+    )
+
+    assert then.status_code == now.status_code == 200
+    assert [r["quantity"] for r in then.json()["rows"]] == ["1.5"]
+    assert then.json()["position"] == position - 1
+    assert then.json()["as_of"] == between.isoformat().replace("+00:00", "Z")
+    assert [r["quantity"] for r in now.json()["rows"]] == ["5.5"]
+    # The as-of read is audited as a view, and replays like one.
+    record = audited(client, settings, then.headers["x-request-id"])
+    assert record["type"] == "UsageViewed"
+    assert replay(client, settings, record["id"]).json()["verified"] is True
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "as_of"),
+        ({"as_of": "2026-11-01T00:00:00Z", "position": "3"}, "as_of"),
+        ({"as_of": "yesterday"}, "as_of"),
+        ({"as_of": "2026-11-01T00:00:00"}, "as_of"),
+        ({"position": "-1"}, "position"),
+        ({"position": "999999"}, "position"),
+        ({"positions": "metering"}, "positions"),
+        ({"as_of": "2026-11-01T00:00:00Z", "period": "2026-13"}, "period"),
+        ({"as_of": "2026-11-01T00:00:00Z", "workspace_id": "bad id"}, "workspace_id"),
+    ],
+)
+def test_a_bad_as_of_question_is_a_400_naming_the_field(
+    client: TestClient[Any], settings: Settings, params: dict[str, str], field: str
+) -> None:
+    send(client, settings, [event("e1", at=DAY)])
+    for path in ("/api/audit/usage", "/api/audit/forecast", "/api/audit/anomalies"):
+        response = client.get(
+            path, params=params, headers=auth(settings, TENANT, "auditor")
+        )
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["detail"].startswith(f"{field}:"), response.text
+
+
+def test_replay_refuses_what_is_not_a_view_of_this_tenant(
+    client: TestClient[Any], settings: Settings, projecting: Any
+) -> None:
+    position = send(client, settings, [event("e1", at=DAY)])
+    sent = view(
+        client, settings, "/api/billing/usage", min_positions=f"metering:{position}"
+    )
+    record = audited(client, settings, sent.headers["x-request-id"])
+    correction = client.post(
+        "/api/metering/corrections",
+        json={"action": "void", "event_id": "e1", "reason": "test"},
+        headers=auth(settings, TENANT, "ops"),
+    )
+    other = audited(client, settings, correction.headers["x-request-id"])
+
+    assert replay(client, settings, 987654).status_code == 404
+    stranger = client.get(
+        f"/api/audit/views/{record['id']}/replay",
+        headers=auth(settings, "t_other", "auditor"),
+    )
+    assert stranger.status_code == 404
+    refused = replay(client, settings, other["id"])
+    assert refused.status_code == 409
+    assert "CorrectionApplied, not a view or an export" in refused.json()["detail"]

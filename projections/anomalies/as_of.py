@@ -61,7 +61,7 @@ async def anomalies_at(  # noqa: PLR0913 - the question and the point of the his
     unjudged: list[SeriesKey] = []
     if _evaluated(series, asked):
         acks = await acks_at(conn, tenant_id, asked.start, cut)
-        flags, unjudged = flags_at(series, asked, acks)
+        flags, unjudged = flags_at(series, asked, acks, workspace_id)
     rows = [
         _row(conn, tenant_id, asked, f)
         for f in flags
@@ -88,15 +88,20 @@ def _evaluated(series: SeriesAt, period: BillingPeriod) -> bool:
 
 
 def flags_at(
-    series: SeriesAt, period: BillingPeriod, acks: dict[str, Acknowledged]
+    series: SeriesAt,
+    period: BillingPeriod,
+    acks: dict[str, Acknowledged],
+    workspace_id: str | None = None,
 ) -> tuple[list[Flag], list[SeriesKey]]:
-    """`reproject`'s evaluation of one period, every series at once."""
+    """`reproject`'s evaluation of one period: of every workspace series, or
+    of one workspace's (a series' flags depend on its own usage, as a batch
+    that re-evaluates only the series it changed relies on too)."""
     observed = series.observed
     assert observed is not None
     usage = {
         key: days
         for key, days in series.day_usage(period.start - BASELINE, period.end).items()
-        if key.workspace_id
+        if key.workspace_id and workspace_id in (None, key.workspace_id)
     }
     return evaluate(series.calendar, period, observed, usage, series.first_days, acks)
 

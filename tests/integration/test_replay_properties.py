@@ -69,7 +69,7 @@ steps = st.lists(
             st.integers(1, 20),
         ),
         st.tuples(st.just("catch_up")),
-        st.tuples(st.just("rebuild"), st.sampled_from([USAGE, FORECAST])),
+        st.tuples(st.just("rebuild"), st.sampled_from([USAGE, FORECAST, ANOMALIES])),
         st.tuples(st.just("usage"), usage_queries, st.booleans()),
         st.tuples(st.just("export"), usage_queries),
         st.tuples(st.just("forecast"), st.sampled_from([None, "ws_a"])),

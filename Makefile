@@ -57,6 +57,7 @@ bench: install services ## Run the benchmarks (prints figures; minutes)
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/forecast_backtest.py
 	$(BIN)/python bench/anomaly_eval.py
+	$(BIN)/python bench/replay.py
 
 services: ## Start PostgreSQL and Redis on localhost if they are not answering
 	@bash scripts/ensure-services

@@ -155,3 +155,44 @@ def test_the_anomaly_bench_runs_through_the_real_path_in_quick_mode(
         line = next(line for line in printed if check in line)
         same, _, total = line.split(check)[1].split()[:3]
         assert same == total, line
+
+
+def test_the_replay_bench_runs_in_quick_mode_and_every_replay_verifies(
+    real_services: None,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/replay.py", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    lines = result.stdout.splitlines()
+    printed = [line for line in lines if line.split(" ", 1)[0] in KINDS]
+    for label in (
+        "as-of usage, whole tenant, 1 client",
+        "as-of usage, one workspace, 1 client",
+        "live usage, whole tenant, uncached",
+        "as-of / live, whole tenant, p95",
+        "replay, usage, whole tenant",
+        "replay, usage, one workspace",
+        "replay / live, usage, whole tenant, p95",
+        "billing audit verify, last line",
+    ):
+        assert any(label in line for line in printed), f"no {label!r} line"
+    # What was replayed, not how fast: every replay says verified and is the
+    # bytes the client received ("N of N"), and `billing audit verify` found
+    # no mismatch and exited 0.
+    for check in ("replays verified, ", "replayed = the bytes received, "):
+        checked = [line for line in printed if check in line]
+        assert checked, f"no {check!r} line"
+        for line in checked:
+            same, _, total = line.rsplit(None, 3)[1:]
+            assert same == total, line
+    verify = next(line for line in printed if "billing audit verify, last line" in line)
+    assert " 0 mismatched" in verify, verify
+    status = next(line for line in printed if "verify, exit status" in line)
+    assert status.split("wall time", 1)[1].split()[0] == "0,", status

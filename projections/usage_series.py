@@ -9,7 +9,7 @@ and this code to keep them:
   15-minute UTC slot (every time zone's day starts on a quarter hour, so slots
   re-bucket exactly when a tenant's time zone changes), and how much of it
   was **restated** (a correction, or usage recorded more than a day after it
-  happened);
+  happened, or later if the read model says so);
 - `<name>_days`: the same per local day of the tenant's calendar;
 - `<name>_tenants`: each tenant's calendar and latest recorded usage;
 - `<name>_clock`: the latest tick of time.
@@ -122,6 +122,7 @@ class SeriesChanges:
     calendars: dict[str, TenantCalendar] = field(default_factory=dict)
     tick: datetime | None = None
     more: list[Any] = field(default_factory=list)
+    late: timedelta = LATE  # usage recorded this long after it happened restates
 
     @property
     def tenants(self) -> set[str]:
@@ -141,7 +142,7 @@ def series_change(event: Any, position: int, changes: SeriesChanges) -> bool:
 
 @series_change.register
 def _(event: UsageRecord.Recorded, position: int, changes: SeriesChanges) -> bool:
-    late = event.timestamp - event.occurred_at > LATE
+    late = event.timestamp - event.occurred_at > changes.late
     _add(changes, event, position, event.quantity, restated=late)
     return True
 

@@ -13,6 +13,11 @@ date; a tick re-evaluates only the tenants whose date it moved; a calendar
 change or an acknowledgement re-evaluates every series. That keeps the flags
 a function of the history (the property tests rebuild and compare) at a
 fraction of the cost.
+
+Here usage restates its day when it is recorded after the day could have
+settled (detect.SETTLE_DAYS more than the usual day), so a day's "first
+report" is what it held when it was judged, and a day filled by late usage
+before it settled raises nothing, not even a cleared flag.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from domain.anomaly_reviews import AnomalyAcknowledgement
 from domain.periods import BillingPeriod, local_midnight, usage_date
 from projections.anomalies.detect import (
     BASELINE,
+    SETTLE_DAYS,
     DayScore,
     Episode,
     episodes,
@@ -39,6 +45,7 @@ from projections.anomalies.explain import cleared_reason, explanation
 from projections.base import Notified, Projection
 from projections.notices import Notice, record_notices
 from projections.usage_series import (
+    LATE,
     DayUsage,
     Dirty,
     SeriesChanges,
@@ -82,7 +89,8 @@ def _(event: AnomalyAcknowledgement.Acknowledged) -> Acknowledged:
 
 
 def anomaly_changes(batch: Sequence[Notified]) -> SeriesChanges:
-    changes = SeriesChanges()
+    # Usage that comes after its day settled restates it (what was judged).
+    changes = SeriesChanges(late=LATE + timedelta(days=SETTLE_DAYS))
     for item in batch:
         if not series_change(item.event, item.position, changes):
             own = _own(item.event)
@@ -424,10 +432,12 @@ def reproject(view: AnomalyView, tenant_id: str, dirty: Dirty) -> None:
         return
     calendar = view.calendar(tenant_id)
     current = calendar.period_at(observed)
-    # Yesterday's period too: its last day may just have ended (a drop).
-    yesterday = usage_date(observed, calendar.timezone) - timedelta(days=1)
+    # The periods of the days just ended or settled too: a drop on a period's
+    # last day is judged after the period is over.
+    today = usage_date(observed, calendar.timezone)
     still_open = view.open_periods(tenant_id, observed)
-    still_open.add(calendar.period_of(yesterday).start)
+    for back in range(1, SETTLE_DAYS + 2):
+        still_open.add(calendar.period_of(today - timedelta(days=back)).start)
     starts = view.periods_to_reproject(calendar, current, dirty, BASELINE, still_open)
     first_days = view.first_days(tenant_id)
     only = None if dirty.everything else dirty.series

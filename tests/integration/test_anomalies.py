@@ -113,7 +113,7 @@ def test_a_spike_is_flagged_within_the_day_explained_against_a_usual_weekday(
     assert "AnomaliesViewed" in audit_types(settings)
 
 
-def test_a_drop_waits_for_the_day_to_end_and_a_shift_is_one_flag(
+def test_a_drop_waits_for_the_day_to_settle_and_a_shift_is_one_flag(
     client: TestClient[Any], settings: Settings, usage: Usage
 ) -> None:
     usage.history(71)
@@ -121,22 +121,42 @@ def test_a_drop_waits_for_the_day_to_end_and_a_shift_is_one_flag(
     usage.day(low, 10)  # a tenth of a usual Tuesday
     usage.at(low.replace(hour=20))
     during = flags(client, settings)["anomalies"]
-    usage.at(low + timedelta(days=1, hours=1))
-    after = flags(client, settings)["anomalies"]
     usage.day(low + timedelta(days=1), usual(low + timedelta(days=1)))
+    usage.at(low + timedelta(days=2, hours=20))  # ended, late usage may come
+    ended = flags(client, settings)["anomalies"]
+    usage.at(low + timedelta(days=3, hours=1))  # two whole days after its end
+    after = flags(client, settings)["anomalies"]
     for i in range(2, 8):  # from Thursday on, twice the usual, every day
         day = low + timedelta(days=i)
         usage.day(day, 2.2 * usual(day))
     usage.at(low + timedelta(days=8, hours=1))
     shifted = flags(client, settings)["anomalies"]
 
-    assert during == []
+    assert during == ended == []
     assert [(f["kind"], f["usage_date"]) for f in after] == [("drop", "2026-10-13")]
     kinds = [(f["kind"], f["direction"], f["usage_date"], f["days"]) for f in shifted]
     assert kinds == [
         ("drop", "down", "2026-10-13", 1),
         ("level_shift", "up", "2026-10-15", 6),
     ]
+
+
+def test_a_day_low_at_its_end_and_filled_by_late_usage_raises_nothing(
+    client: TestClient[Any], settings: Settings, usage: Usage
+) -> None:
+    usage.history(71)
+    day = datetime(2026, 10, 13, tzinfo=UTC)  # a Tuesday, usually 100 to 118
+    usage.send("on-time", day.replace(hour=9), 10, day.replace(hour=10))
+    usage.at(day + timedelta(days=1, hours=1))
+    ended = flags(client, settings)["anomalies"]
+    usage.day(day + timedelta(days=1), usual(day + timedelta(days=1)))
+    late = day.replace(hour=20)  # recorded 40 h after it happened
+    usage.send("late", late, usual(day) - 10, late + timedelta(hours=40))
+    usage.at(day + timedelta(days=3, hours=1))  # the Tuesday has settled
+
+    assert ended == []
+    assert flags(client, settings)["anomalies"] == []
+    assert notices(settings) == []
 
 
 def test_a_restated_day_clears_its_flag_and_says_why(
@@ -228,15 +248,15 @@ def test_a_series_with_too_little_history_is_listed_not_judged(
     assert "too little history" in series["reason"]
 
 
-def test_a_drop_on_the_last_day_of_a_period_is_flagged_once_it_has_ended(
+def test_a_drop_on_the_last_day_of_a_period_is_flagged_once_it_has_settled(
     client: TestClient[Any], settings: Settings, usage: Usage
 ) -> None:
     usage.history(89)  # Aug 3 to Oct 30
     last = datetime(2026, 10, 31, tzinfo=UTC)  # a Saturday: usually 40
     usage.day(last, 1)
-    usage.at(last.replace(hour=23))
+    usage.at(datetime(2026, 11, 2, 0, 10, tzinfo=UTC))  # November has begun
     before = flags(client, settings)["anomalies"]
-    usage.at(datetime(2026, 11, 1, 0, 10, tzinfo=UTC))  # November has begun
+    usage.at(datetime(2026, 11, 3, 0, 10, tzinfo=UTC))  # two whole days since
     after = flags(client, settings)["anomalies"]
 
     assert before == []

@@ -1,10 +1,14 @@
 """evaluate: one tenant period's flags from its daily usage (pure, no database).
 
 Regressions the anomaly bench found: restated usage in the weeks before a day
-must not change how the day itself is judged."""
+must not change how the day itself is judged; a day low at its end is not a
+drop before late usage has had two days to arrive; a growing series is judged
+against where it is now."""
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -80,3 +84,31 @@ def test_history_is_counted_to_the_day_judged_not_to_the_period_start() -> None:
     found = flags_of(days, datetime(2025, 3, 8, 18, tzinfo=UTC))
 
     assert found == [("open", "spike", date(2025, 3, 8))]
+
+
+def test_a_low_day_is_judged_only_once_it_has_settled() -> None:
+    days = days_from(
+        date(2025, 1, 1), date(2025, 3, 12), DayUsage(Decimal(100), Decimal(0), 1)
+    )
+    days[date(2025, 3, 10)] = DayUsage(Decimal(5), Decimal(0), 2)
+
+    ended = flags_of(days, datetime(2025, 3, 12, 18, tzinfo=UTC))
+    settled = flags_of(days, datetime(2025, 3, 13, tzinfo=UTC))  # 2 days after
+
+    assert ended == []
+    assert settled == [("open", "drop", date(2025, 3, 10))]
+
+
+def test_a_steadily_growing_series_is_not_a_level_shift() -> None:
+    rng = random.Random(7)  # noise that, without the trend, reads as a shift up
+    first = date(2025, 1, 1)
+    days = {
+        first + timedelta(days=i): DayUsage(
+            Decimal(f"{100 * 1.2 ** (i / 30.4) * math.exp(rng.gauss(0, 0.1)):.2f}"),
+            Decimal(0),
+            1,
+        )
+        for i in range(90)
+    }
+
+    assert flags_of(days, datetime(2025, 4, 2, tzinfo=UTC)) == []

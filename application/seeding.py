@@ -172,8 +172,10 @@ OUTAGE_DELAY = timedelta(days=5)
 
 # Anomalies planted in the last weeks, so the demo shows each kind: a spike, a
 # drop, a level shift, and a day first reported nearly empty (its usage held
-# back) whose late data then restate it, clearing the drop it raised.
-PLANTED_LATE = timedelta(days=2)
+# back) whose late data then restate it, clearing the drop it raised (held
+# longer than the anomaly model waits for a day to settle, so the drop is
+# raised before the usage comes).
+PLANTED_LATE = timedelta(days=4)
 
 
 @dataclass(frozen=True)

@@ -647,6 +647,15 @@ def print_backtest(args: argparse.Namespace, report: Report, out: Backtest) -> N
         text = f"{rate:.1f} ({len(false)} in {months:.0f} series-months)"
         if m == "ours":
             report.figure("false flags per 100 series-months, ours", text, "<= 1")
+            # Every flag ever opened counts above (its notice went out); this
+            # says how many of them late data or a restatement took back.
+            gone = sum(f.fate != "open" for f in false)
+            report.note(
+                f"of those, opened then withdrawn or cleared: {gone}"
+                f" ({per_100_months(gone, len(quiet), days):.1f} per 100);"
+                f" still open at the end: {len(false) - gone}"
+                f" ({per_100_months(len(false) - gone, len(quiet), days):.1f})"
+            )
         else:
             report.reference(f"false flags per 100 series-months, {m}", text)
     for kind in KINDS:

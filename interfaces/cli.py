@@ -271,7 +271,10 @@ def audit() -> None:
 @audit.command("replay")
 @click.argument("audit_event_id", type=int)
 @click.option("--body/--no-body", default=False, help="Print the reproduced bytes")
-def audit_replay(audit_event_id: int, body: bool) -> None:
+@click.option(
+    "--from-ledger", is_flag=True, help="Usage: sum the ledger, not today's rows"
+)
+def audit_replay(audit_event_id: int, body: bool, from_ledger: bool) -> None:
     """Reproduce the view or export AUDIT_EVENT_ID (an id from GET
     /api/audit/events) from the history and check it against the SHA-256 of
     what was sent. Exits 1 when they differ."""
@@ -283,7 +286,7 @@ def audit_replay(audit_event_id: int, body: bool) -> None:
             record = tenant and await rs.replay.recorded(tenant, audit_event_id)
             if not record:
                 raise click.ClickException(f"audit event {audit_event_id} not found")
-            replayed = await rs.replay.reproduce(record)
+            replayed = await rs.replay.reproduce(record, from_ledger=from_ledger)
         verdict = "verified" if replayed.verified else "MISMATCH"
         click.echo(
             f"{record.id} {record.type} of {record.tenant_id} at"
@@ -311,7 +314,15 @@ def audit_replay(audit_event_id: int, body: bool) -> None:
     "--since", help="Only those recorded from this RFC 3339 instant, e.g. 2026-11-01"
 )
 @click.option("--sample", type=click.IntRange(min=1), help="Only N, spread evenly")
-def audit_verify(tenant: str | None, since: str | None, sample: int | None) -> None:
+@click.option(
+    "--from-ledger",
+    is_flag=True,
+    help="Usage: sum every ledger entry up to each view's cut instead of"
+    " subtracting later ones from today's rows (slower, independent of them)",
+)
+def audit_verify(
+    tenant: str | None, since: str | None, sample: int | None, from_ledger: bool
+) -> None:
     """Reproduce past views and exports in bulk and compare each with the
     SHA-256 recorded when it was sent; print every mismatch, exit 1 on any."""
     import asyncio
@@ -332,7 +343,9 @@ def audit_verify(tenant: str | None, since: str | None, sample: int | None) -> N
         async with _read_side() as rs:
             total = await rs.replay.count(tenant, start)
             with show_progress(min(total, sample or total), "verifying") as bar:
-                async for outcome in rs.replay.verify(tenant, start, sample):
+                async for outcome in rs.replay.verify(
+                    tenant, start, sample, from_ledger=from_ledger
+                ):
                     bar.update(1)
                     if isinstance(outcome, tuple):
                         skipped += 1

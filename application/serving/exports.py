@@ -17,13 +17,17 @@ from uuid import UUID, uuid4
 import msgspec
 
 from application.audit.writer import AuditUnavailable
-from application.serving.recorded import RecordedView, replay_fields
-from application.serving.usage import UsageService, filters_of, period_fields
+from application.serving.recorded import RecordedView
+from application.serving.usage import (
+    UsageService,
+    filters_of,
+    period_fields,
+    usage_replay,
+)
 from application.serving.waiting import Wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.usage_daily.as_of import usage_at
-from projections.usage_daily.postgres import UsageDailyProjection
 from projections.usage_daily.query import UsageQuery
 from projections.usage_daily.reader import LIVE, DailySource, csv_copy_sql, query_params
 from projections.usage_daily.rows import Snapshot
@@ -81,17 +85,7 @@ class ExportService:
                 row_count=row_count,
                 totals=[msgspec.to_builtins(t) for t in totals],
                 sha256=digest,
-                replay=replay_fields(
-                    {
-                        "metering": snapshot.position,
-                        "tenant_settings": snapshot.settings_position,
-                    },
-                    {UsageDailyProjection.name: snapshot.version},
-                    snapshot.now,
-                    snapshot.as_of,
-                    None,  # a wait is not part of a CSV's bytes
-                    filters_of(query),
-                ),
+                replay=usage_replay(snapshot, query, None),  # no wait in a CSV
             )
         except Exception as e:
             path.unlink(missing_ok=True)  # never keep an unaudited export
@@ -118,12 +112,19 @@ class ExportService:
             os.fsync(out.fileno())
         return digest.hexdigest(), max(lines - 1, 0)  # the header is a line
 
-    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
+    async def replay(
+        self, conn: Any, recorded: RecordedView, *, from_ledger: bool = False
+    ) -> bytes:
         """The bytes of a recorded export, reproduced from the history at the
         cut it recorded (in `conn`'s transaction)."""
         query = recorded.usage_query()
         snapshot, source = await usage_at(
-            conn, query, recorded.cut(), now=recorded.now, as_of=recorded.as_of
+            conn,
+            query,
+            recorded.cut(),
+            now=recorded.now,
+            as_of=recorded.as_of,
+            from_ledger=from_ledger,
         )
         return b"".join([c async for c in csv_chunks(conn, query, snapshot, source)])
 

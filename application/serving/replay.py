@@ -82,13 +82,16 @@ class ReplayService:
             event.id, event.type, tenant_id, event.occurred_at, event.details
         )
 
-    async def reproduce(self, record: RecordedView) -> Replayed:
-        """The bytes of `record` derived again, in one snapshot of the history."""
+    async def reproduce(
+        self, record: RecordedView, *, from_ledger: bool = False
+    ) -> Replayed:
+        """The bytes of `record` derived again, in one snapshot of the history
+        (usage: with `from_ledger`, never from today's daily rows)."""
         async with self.pool.connection() as conn, conn.transaction():
             if record.type == "UsageViewed":
-                body = await self.usage.replay(conn, record)
+                body = await self.usage.replay(conn, record, from_ledger=from_ledger)
             elif record.type == "UsageExported":
-                body = await self.exports.replay(conn, record)
+                body = await self.exports.replay(conn, record, from_ledger=from_ledger)
             elif record.type == "ForecastViewed":
                 body = await self.forecast.replay(conn, record)
             elif record.type == "AnomaliesViewed":
@@ -134,7 +137,12 @@ class ReplayService:
         return replayed
 
     async def verify(
-        self, tenant_id: str | None, since: datetime | None, sample: int | None
+        self,
+        tenant_id: str | None,
+        since: datetime | None,
+        sample: int | None,
+        *,
+        from_ledger: bool = False,
     ) -> AsyncIterator[Replayed | tuple[RecordedView | int, str]]:
         """Reproduce every audited view and export (of one tenant or all, from
         `since`; with `sample`, that many spread evenly over them, oldest
@@ -150,7 +158,7 @@ class ReplayService:
                 yield audit_id, str(e)
                 continue
             assert record is not None
-            yield await self.reproduce(record)
+            yield await self.reproduce(record, from_ledger=from_ledger)
 
     async def count(self, tenant_id: str | None, since: datetime | None) -> int:
         return len(await self.audit_reader.replayable_ids(tenant_id, REPLAYABLE, since))

@@ -131,12 +131,19 @@ class UsageService:
         )
         return body
 
-    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
+    async def replay(
+        self, conn: Any, recorded: RecordedView, *, from_ledger: bool = False
+    ) -> bytes:
         """The bytes of a recorded usage view, reproduced from the history at
         the cut it recorded (in `conn`'s transaction)."""
         query = recorded.usage_query()
         snapshot, source = await usage_at(
-            conn, query, recorded.cut(), now=recorded.now, as_of=recorded.as_of
+            conn,
+            query,
+            recorded.cut(),
+            now=recorded.now,
+            as_of=recorded.as_of,
+            from_ledger=from_ledger,
         )
         data = await self.reader.data(conn, query, snapshot, source)
         return self._envelope(
@@ -220,17 +227,7 @@ class UsageService:
                 position=snapshot.position,
                 row_count=row_count,
                 sha256=hashlib.sha256(body).hexdigest(),
-                replay=replay_fields(
-                    {
-                        "metering": snapshot.position,
-                        "tenant_settings": snapshot.settings_position,
-                    },
-                    {UsageDailyProjection.name: snapshot.version},
-                    snapshot.now,
-                    snapshot.as_of,
-                    wait,
-                    filters_of(query),
-                ),
+                replay=usage_replay(snapshot, query, wait),
             )
         except Exception as e:
             raise AuditUnavailable(
@@ -246,6 +243,21 @@ def period_fields(snapshot: Snapshot) -> dict[str, Any]:
         "end": p.end.isoformat(),
         "timezone": p.timezone,
     }
+
+
+def usage_replay(
+    snapshot: Snapshot, query: UsageQuery, wait: Wait | None
+) -> dict[str, Any]:
+    """The `replay` field of a usage view or export: its cut (metering and the
+    calendars the rows were bucketed with), version, instants and wait."""
+    return replay_fields(
+        {"metering": snapshot.position, "tenant_settings": snapshot.settings_position},
+        {UsageDailyProjection.name: snapshot.version},
+        snapshot.now,
+        snapshot.as_of,
+        wait,
+        filters_of(query),
+    )
 
 
 def filters_of(query: UsageQuery) -> dict[str, Any]:

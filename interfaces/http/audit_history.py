@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get
@@ -12,10 +11,11 @@ from litestar.params import FromPath, FromQuery
 
 from application.serving.explain import ExplainRequest, ExplainService
 from application.tokens import Principal
-from domain.values import InvalidValue, as_utc, check_identifier
+from domain.values import InvalidValue, check_identifier
 from interfaces.http.auth import requires_role
 from interfaces.http.params import (
     InvalidParameter,
+    parse_instant,
     parse_limit,
     parse_position,
     request_id,
@@ -57,7 +57,7 @@ class AuditHistoryController(Controller):
                 unit=unit,
                 usage_date=usage_date,
             ),
-            as_of=_instant(as_of),
+            as_of=parse_instant(as_of, "as_of"),
             position=parse_position(position, "position"),
             after=parse_position(after, "after") or 0,
             limit=parse_limit(limit, default=100, maximum=1000),
@@ -99,15 +99,3 @@ class AuditHistoryController(Controller):
         if body is None:
             raise NotFoundException(f"metering event {checked} not found")
         return Response(body, media_type="application/json")
-
-
-def _instant(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except (ValueError, InvalidValue):
-        raise InvalidParameter(
-            "as_of: must be an RFC 3339 time with a UTC offset,"
-            " e.g. 2026-11-01T00:00:00Z"
-        ) from None

@@ -60,15 +60,7 @@ def parse_limit(value: str | None, *, default: int = 50, maximum: int = 500) -> 
 
 
 def parse_since(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except (ValueError, InvalidValue):
-        raise InvalidParameter(
-            "since: must be an ISO 8601 time with a UTC offset,"
-            " e.g. 2026-11-01T00:00:00Z"
-        ) from None
+    return parse_instant(value, "since")
 
 
 def request_id(request: Request[Any, Any, Any]) -> str:

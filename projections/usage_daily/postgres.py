@@ -213,9 +213,9 @@ ON CONFLICT (tenant_id, usage_date, workspace_id, product_area, unit) DO UPDATE 
 )
 
 
-def daily_at_sql(where: Composable) -> Composed:
-    """The daily rows (as a relation with DAILY's columns) that the ledger
-    entries matching `where` make under one calendar: parameters `tz`,
+def daily_at_sql(where: Composable, alias: str = "d") -> Composed:
+    """The daily rows (as a relation `alias` with DAILY's columns) that the
+    ledger entries matching `where` make under one calendar: parameters `tz`,
     `anchor` and `grace`. The same rule as the rollup's (_BUCKETS, _GROUPED)."""
     return SQL(
         "(WITH src AS (SELECT l.tenant_id, l.workspace_id, l.product_area, l.unit,"
@@ -225,10 +225,10 @@ def daily_at_sql(where: Composable) -> Composed:
         " FROM {ledger} l WHERE {where}),"
         + _BUCKETS
         + _GROUPED
-        + ") AS d ("
+        + ") AS {alias} ("
         + _DAILY_COLUMNS
         + ")"
-    ).format(ledger=Identifier(LEDGER), where=where)
+    ).format(ledger=Identifier(LEDGER), where=where, alias=Identifier(alias))
 
 
 class UsageDailyProjection(Projection):
@@ -261,6 +261,10 @@ class UsageDailyProjection(Projection):
     }
     indexes = (
         (LEDGER, "tenant_occurred", "tenant_id, occurred_at"),
+        # What was recorded after a point of the history (as_of.py), and one
+        # workspace's entries of a period.
+        (LEDGER, "tenant_position", "tenant_id, position"),
+        (LEDGER, "tenant_workspace", "tenant_id, workspace_id, occurred_at"),
         (DAILY, "tenant_workspace", "tenant_id, workspace_id, usage_date"),
     )
 

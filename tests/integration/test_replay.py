@@ -139,19 +139,19 @@ def test_a_changed_history_fails_verification_and_the_cli_says_so(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "1 verified, 0 mismatched" in ok.stdout
 
+    # The ledger changed behind the daily rows: only a replay that sums the
+    # ledger itself (--from-ledger) can see it.
     with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
         conn.execute(
             "UPDATE billing_usage_ledger SET quantity_delta = 3 WHERE event_id = 'e1'"
         )
-
-    out = replay(client, settings, record["id"]).json()
-    assert out["verified"] is False
-    assert out["replayed_sha256"] != out["recorded_sha256"]
-    bad = subprocess.run(verify, env=env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1
+    bad = subprocess.run(
+        [*verify, "--from-ledger"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 1, bad.stdout + bad.stderr
     assert f"MISMATCH {record['id']} UsageViewed of {TENANT}" in bad.stdout
     one = subprocess.run(
-        [sys.executable, "-m", "interfaces.cli", "audit", "replay", str(record["id"])],
+        [*verify[:-1], "replay", str(record["id"]), "--from-ledger"],
         env=env,
         capture_output=True,
         text=True,
@@ -159,6 +159,16 @@ def test_a_changed_history_fails_verification_and_the_cli_says_so(
     )
     assert one.returncode == 1
     assert "MISMATCH" in one.stdout
+
+    # The daily rows changed behind the ledger: the default replay sees it.
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE billing_usage_ledger SET quantity_delta = 2 WHERE event_id = 'e1'"
+        )
+        conn.execute("UPDATE billing_usage_daily SET quantity = quantity + 1")
+    out = replay(client, settings, record["id"]).json()
+    assert out["verified"] is False
+    assert out["replayed_sha256"] != out["recorded_sha256"]
 
 
 def test_usage_as_of_an_instant_holds_only_what_was_recorded_by_then(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 
 from application.settings import Settings
+from projections.usage_daily import as_of
 from tests.support import auth, event
 
 pytestmark = pytest.mark.timeout(900)
@@ -293,22 +296,36 @@ def test_usage_as_of_a_position_is_what_the_read_model_served_there(
         # The period the view resolved (`current` is relative to the instant
         # the answer is about; the cut's is when its last event was recorded).
         label = live["period"]["start"][:7]
-        response = client.get(
-            "/api/audit/usage",
-            params={**query, "period": label, "positions": positions},
-            headers=h.headers("auditor"),
-        )
-        assert response.status_code == 200, response.text
-        at = response.json()
-        assert at["position"] == live["position"]
-        compared += 1
-        for field in (
-            "tenant_id",
-            "period",
-            "group_by",
-            "rows",
-            "totals",
-            "late_adjustments",
-        ):
-            assert at[field] == live[field], field
+        # Both ways of reading the rows at a cut: the live rows less what came
+        # after it, and every entry summed again.
+        for delta_limit in (as_of.DELTA_LIMIT, -1):
+            with patched(as_of, "DELTA_LIMIT", delta_limit):
+                response = client.get(
+                    "/api/audit/usage",
+                    params={**query, "period": label, "positions": positions},
+                    headers=h.headers("auditor"),
+                )
+            assert response.status_code == 200, response.text
+            at = response.json()
+            assert at["position"] == live["position"]
+            compared += 1
+            for field in (
+                "tenant_id",
+                "period",
+                "group_by",
+                "rows",
+                "totals",
+                "late_adjustments",
+            ):
+                assert at[field] == live[field], (field, delta_limit)
     assert compared >= 1  # the view after the catch-up at least
+
+
+@contextmanager
+def patched(module: Any, name: str, value: Any) -> Iterator[None]:
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)

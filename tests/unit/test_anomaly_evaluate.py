@@ -112,3 +112,40 @@ def test_a_steadily_growing_series_is_not_a_level_shift() -> None:
     }
 
     assert flags_of(days, datetime(2025, 4, 2, tzinfo=UTC)) == []
+
+
+def test_a_day_twice_the_usual_is_not_a_spike_three_times_is() -> None:
+    # Far outside the band (a series without noise: the spread's 8% floor), so
+    # only the size decides: a spike or a drop is at least 2.5x (or 1/2.5x).
+    days = days_from(
+        date(2025, 1, 1), date(2025, 3, 12), DayUsage(Decimal(100), Decimal(0), 1)
+    )
+    days[date(2025, 3, 10)] = DayUsage(Decimal(200), Decimal(0), 2)
+    days[date(2025, 3, 11)] = DayUsage(Decimal(50), Decimal(0), 2)
+    small = flags_of(days, datetime(2025, 3, 15, tzinfo=UTC))
+    days[date(2025, 3, 10)] = DayUsage(Decimal(300), Decimal(0), 2)
+    days[date(2025, 3, 11)] = DayUsage(Decimal(100), Decimal(0), 2)
+    days[date(2025, 3, 12)] = DayUsage(Decimal(33), Decimal(0), 2)
+    large = flags_of(days, datetime(2025, 3, 15, tzinfo=UTC))
+
+    assert small == []
+    assert large == [
+        ("open", "spike", date(2025, 3, 10)),
+        ("open", "drop", date(2025, 3, 12)),
+    ]
+
+
+def test_four_unusual_days_in_a_row_are_not_a_level_shift_five_are() -> None:
+    days = days_from(
+        date(2025, 1, 1), date(2025, 3, 20), DayUsage(Decimal(100), Decimal(0), 1)
+    )
+    for i in range(4):  # 1.4x: weak (score 4.2), not strong
+        days[date(2025, 3, 10) + timedelta(days=i)] = DayUsage(
+            Decimal(140), Decimal(0), 2
+        )
+    four = flags_of(days, datetime(2025, 3, 20, tzinfo=UTC))
+    days[date(2025, 3, 14)] = DayUsage(Decimal(140), Decimal(0), 2)
+    five = flags_of(days, datetime(2025, 3, 20, tzinfo=UTC))
+
+    assert four == []
+    assert five == [("open", "level_shift", date(2025, 3, 10))]

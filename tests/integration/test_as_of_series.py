@@ -345,8 +345,9 @@ def test_an_answer_as_of_an_instant_is_the_one_at_the_positions_reached_then(
     calendar = BillingSettings("Asia/Kolkata", 5, 72)
     with fresh_store(settings, 40) as write_side, harness_for(write_side, START) as h:
         ws = write_side
-        # A drop on a Saturday (day 68), filled by usage sent 3 days late: the
-        # flag it raised is cleared as restated, not forgotten.
+        # A drop on a Saturday (day 68), judged once settled (the tick), then
+        # filled by usage sent over 3 days late (1 day + the settle window):
+        # the flag it raised is cleared as restated, not forgotten.
         anomaly_histories.base(h, {("ws_b", 68): 5})
         at = START + timedelta(days=anomaly_histories.BASE_DAYS, hours=2)
         hours = timedelta(hours=7)
@@ -365,7 +366,12 @@ def test_an_answer_as_of_an_instant_is_the_one_at_the_positions_reached_then(
                 ),
             ),
             (hours, ws.clock.record_tick),
-            (hours, lambda t: h.send("t_a", [late_fill(t - timedelta(days=3))], at=t)),
+            (
+                hours,
+                lambda t: h.send(
+                    "t_a", [late_fill(t - timedelta(days=3, hours=1))], at=t
+                ),
+            ),
             (hours, lambda t: h.void("t_a", "ws_a-60", at=t)),
             (hours, lambda t: acknowledge_a_flag(ws, t)),
             (timedelta(days=9), ws.clock.record_tick),

@@ -20,6 +20,7 @@ from application.audit.writer import AuditUnavailable
 from application.serving.recorded import RecordedView
 from application.serving.usage import (
     UsageService,
+    at_recorded_cut,
     filters_of,
     period_fields,
     usage_replay,
@@ -27,7 +28,6 @@ from application.serving.usage import (
 from application.serving.waiting import Wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
-from projections.usage_daily.as_of import usage_at
 from projections.usage_daily.query import UsageQuery
 from projections.usage_daily.reader import LIVE, DailySource, csv_copy_sql, query_params
 from projections.usage_daily.rows import Snapshot
@@ -117,15 +117,7 @@ class ExportService:
     ) -> bytes:
         """The bytes of a recorded export, reproduced from the history at the
         cut it recorded (in `conn`'s transaction)."""
-        query = recorded.usage_query()
-        snapshot, source = await usage_at(
-            conn,
-            query,
-            recorded.cut(),
-            now=recorded.now,
-            as_of=recorded.as_of,
-            from_ledger=from_ledger,
-        )
+        query, snapshot, source = await at_recorded_cut(conn, recorded, from_ledger)
         return b"".join([c async for c in csv_chunks(conn, query, snapshot, source)])
 
 

@@ -27,7 +27,7 @@ from projections.history import Cut
 from projections.usage_daily.as_of import usage_at
 from projections.usage_daily.postgres import UsageDailyProjection
 from projections.usage_daily.query import UsageQuery
-from projections.usage_daily.reader import UsageReader
+from projections.usage_daily.reader import DailySource, UsageReader
 from projections.usage_daily.rows import Snapshot, UsageData, UsagePeriod, UsageTotal
 
 
@@ -136,15 +136,7 @@ class UsageService:
     ) -> bytes:
         """The bytes of a recorded usage view, reproduced from the history at
         the cut it recorded (in `conn`'s transaction)."""
-        query = recorded.usage_query()
-        snapshot, source = await usage_at(
-            conn,
-            query,
-            recorded.cut(),
-            now=recorded.now,
-            as_of=recorded.as_of,
-            from_ledger=from_ledger,
-        )
+        query, snapshot, source = await at_recorded_cut(conn, recorded, from_ledger)
         data = await self.reader.data(conn, query, snapshot, source)
         return self._envelope(
             query, snapshot, self._encode_parts(data), recorded.waited()
@@ -243,6 +235,23 @@ def period_fields(snapshot: Snapshot) -> dict[str, Any]:
         "end": p.end.isoformat(),
         "timezone": p.timezone,
     }
+
+
+async def at_recorded_cut(
+    conn: Any, recorded: RecordedView, from_ledger: bool
+) -> tuple[UsageQuery, Snapshot, DailySource]:
+    """The question a recorded usage view or export asked, where the history
+    stood at the cut it recorded, and its daily rows there."""
+    query = recorded.usage_query()
+    snapshot, source = await usage_at(
+        conn,
+        query,
+        recorded.cut(),
+        now=recorded.now,
+        as_of=recorded.as_of,
+        from_ledger=from_ledger,
+    )
+    return query, snapshot, source
 
 
 def usage_replay(

@@ -243,7 +243,7 @@ def _kind(step: Any) -> str:
 
 
 @hyp_settings(
-    max_examples=12,  # about 8 s each: the forecast and flags are derived again
+    max_examples=5,  # about 8 s each: the forecast and flags are derived again
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -285,7 +285,7 @@ def test_forecasts_and_flags_as_of_any_point_are_the_bytes_served_then(
 
 
 @hyp_settings(
-    max_examples=8,  # ten weeks of usage each
+    max_examples=4,  # ten weeks of usage each
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

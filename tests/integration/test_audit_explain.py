@@ -148,7 +148,7 @@ def served_rows(
 
 
 @hyp_settings(
-    max_examples=60,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

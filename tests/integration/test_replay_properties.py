@@ -218,7 +218,7 @@ class History:
 
 @given(history=steps)
 @hyp_settings(
-    max_examples=12,
+    max_examples=6,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -262,7 +262,7 @@ def test_every_recorded_view_replays_to_the_bytes_sent(
 
 @given(history=steps)
 @hyp_settings(
-    max_examples=10,
+    max_examples=5,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from litestar.testing import TestClient
 
 from application.settings import Settings
-from tests.support import auth, env_for, event
+from tests.support import auth, caught_up, env_for, event
 
 TENANT = "t_acme"
 DAY = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
@@ -37,17 +36,17 @@ def view(client: TestClient[Any], settings: Settings, path: str, **params: Any) 
 def audited(
     client: TestClient[Any], settings: Settings, request_id: str
 ) -> dict[str, Any]:
-    """The audit event of a request, once the audit log has it."""
-    for _ in range(200):
-        events = client.get(
-            "/api/audit/events",
-            params={"limit": "1000"},
-            headers=auth(settings, TENANT, "auditor"),
-        ).json()
-        found = [e for e in events if e["request_id"] == request_id]
-        if found:
-            return found[0]
-        time.sleep(0.05)
+    """The audit event of a request, once the read models (the audit log's
+    among them) have caught up with every history."""
+    caught_up(client.app.state.services.write_side)
+    events = client.get(
+        "/api/audit/events",
+        params={"limit": "1000"},
+        headers=auth(settings, TENANT, "auditor"),
+    ).json()
+    found = [e for e in events if e["request_id"] == request_id]
+    if found:
+        return found[0]
     raise AssertionError(f"no audit event for request {request_id}")
 
 
@@ -175,8 +174,7 @@ def test_usage_as_of_an_instant_holds_only_what_was_recorded_by_then(
     client: TestClient[Any], settings: Settings, projecting: Any
 ) -> None:
     send(client, settings, [event("e1", quantity="1.5", at=DAY)])
-    between = datetime.now(UTC)
-    time.sleep(0.01)
+    between = datetime.now(UTC)  # the next event is recorded after it
     position = send(client, settings, [event("e2", quantity="4", at=DAY)])
     view(client, settings, "/api/billing/usage", min_positions=f"metering:{position}")
     auditor = auth(settings, TENANT, "auditor")

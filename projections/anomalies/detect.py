@@ -75,6 +75,7 @@ two days more delay on a shift (p50 72 h -> 117-144 h).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -166,28 +167,36 @@ def score_days(  # noqa: PLR0913 - the series, the days asked, how far time is
     `observed` quantity against the `baseline` series' weeks before it (today
     is in progress). A day is judged once the series has MIN_HISTORY_DAYS of
     history before it; None when no day of the range can be."""
+    stop = min(end, today + timedelta(days=1))
+    origin = max(first_day, start - BASELINE)
+    # The baseline series as a list from its origin: a day's weeks before it
+    # are a slice, the same tuple each time the day is judged again.
+    series = [
+        float(baseline.get(origin + timedelta(days=j), ZERO))
+        for j in range((stop - origin).days)
+    ]
     scores = []
     judged = False
     day = start
-    while day < end and day <= today:
-        scored = None
+    while day < stop:
         if (day - first_day).days >= MIN_HISTORY_DAYS:
-            scored = _score(baseline, observed.get(day, ZERO), first_day, day)
-        if scored is not None:
-            judged = True
-            expected, low, high, score = scored
-            scores.append(
-                DayScore(
-                    day,
-                    observed.get(day, ZERO),
-                    expected,
-                    low,
-                    high,
-                    score,
-                    day < today,
-                    (today - day).days > SETTLE_DAYS,
+            at = (day - origin).days
+            usual = _usual(tuple(series[max(0, at - 7 * WEEKS) : at]))
+            if usual is not None:
+                judged = True
+                value = observed.get(day, ZERO)
+                scores.append(
+                    DayScore(
+                        day,
+                        value,
+                        usual.expected,
+                        usual.low,
+                        usual.high,
+                        usual.score(value),
+                        day < today,
+                        (today - day).days > SETTLE_DAYS,
+                    )
                 )
-            )
         day += timedelta(days=1)
     return scores if judged else None
 
@@ -231,58 +240,71 @@ def _gap(run: Sequence[DayScore], day: DayScore) -> bool:
     return (day.day - run[-1].day).days != 1
 
 
-def _score(
-    quantities: Mapping[date, Decimal], value: Decimal, first_day: date, day: date
-) -> tuple[Decimal, Decimal, Decimal, float] | None:
-    past = _weeks_before(quantities, first_day, day)
-    same = [past[i] for i in range(7, 7 * WEEKS + 1, 7) if i in past]
+@dataclass(frozen=True, slots=True)
+class _Usual:
+    """A day's usual level, from the weeks before it (log terms)."""
+
+    level: float
+    spread: float
+    floor: float  # added before the log, so a zero stays finite
+    expected: Decimal
+    low: Decimal
+    high: Decimal
+
+    def score(self, value: Decimal) -> float:
+        observed = math.log(max(float(value), 0.0) + self.floor)
+        return round((observed - self.level) / self.spread, 2)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _usual(weeks: tuple[float, ...]) -> _Usual | None:
+    """The usual level of a day from the quantities of the (up to) 8 weeks
+    before it, oldest first. A pure function of those quantities, so it is
+    remembered: a batch re-judges a period's days, and only the days whose
+    weeks it changed are worked out again."""
+    n = len(weeks)
+    logs = [0.0] * (n + 1)  # logs[i]: i days before
+    floor = max(_median(weeks) * 0.05, 1e-9)
+    for i in range(1, n + 1):
+        logs[i] = math.log(weeks[n - i] + floor)
+    same = [logs[i] for i in range(7, n + 1, 7)]
     if len(same) < MIN_SAME_WEEKDAY:
         return None
-    floor = max(_median(list(past.values())) * 0.05, 1e-9)  # a zero stays finite
-    logs = {i: math.log(v + floor) for i, v in past.items()}
-    level = _median([math.log(v + floor) for v in same]) + _trend(logs)
+    level = _median(same) + _trend(logs)
     spread = max(MIN_SPREAD, 1.4826 * _seasonal_mad(logs))
-    observed = float(value)
-    score = (math.log(max(observed, 0.0) + floor) - level) / spread
-    expected = math.exp(level) - floor
-    low = max(0.0, math.exp(level - STRONG * spread) - floor)
-    high = math.exp(level + STRONG * spread) - floor
-    return _quantity(expected), _quantity(low), _quantity(high), round(score, 2)
+    return _Usual(
+        level,
+        spread,
+        floor,
+        _quantity(math.exp(level) - floor),
+        _quantity(max(0.0, math.exp(level - STRONG * spread) - floor)),
+        _quantity(math.exp(level + STRONG * spread) - floor),
+    )
 
 
-def _weeks_before(
-    quantities: Mapping[date, Decimal], first_day: date, day: date
-) -> dict[int, float]:
-    """The quantity i days before `day`, for the 8 weeks before it (from the
-    series' first day on)."""
-    return {
-        i: float(quantities.get(day - timedelta(days=i), ZERO))
-        for i in range(1, 7 * WEEKS + 1)
-        if day - timedelta(days=i) >= first_day
-    }
-
-
-def _trend(logs: Mapping[int, float]) -> float:
+def _trend(logs: Sequence[float]) -> float:
     """How far the last TREND_DAYS lie from their weekdays' medians of the same
     8 weeks (median, log terms, within +-MAX_TREND): a series that grows or
-    shrinks steadily is compared with where it is now, not 4 weeks ago."""
+    shrinks steadily is compared with where it is now, not 4 weeks ago.
+    logs[i] is the day i days before (logs[0] is not one)."""
     by_weekday: dict[int, list[float]] = {}
-    for i, v in logs.items():
-        by_weekday.setdefault(i % 7, []).append(v)
+    for i in range(1, len(logs)):
+        by_weekday.setdefault(i % 7, []).append(logs[i])
     medians = {k: _median(v) for k, v in by_weekday.items() if len(v) >= 2}
     recent = [
         logs[i] - medians[i % 7]
-        for i in range(TREND_SKIP + 1, TREND_SKIP + TREND_DAYS + 1)
-        if i in logs and i % 7 in medians
+        for i in range(TREND_SKIP + 1, min(TREND_SKIP + TREND_DAYS + 1, len(logs)))
+        if i % 7 in medians
     ]
     return max(-MAX_TREND, min(MAX_TREND, _median(recent)))
 
 
-def _seasonal_mad(logs: Mapping[int, float]) -> float:
+def _seasonal_mad(logs: Sequence[float]) -> float:
     """MAD of the 8 weeks' days from their own weekday's median (log terms)."""
     deviations = []
+    top = min(7 * WEEKS, len(logs))
     for weekday in range(7):
-        same = [logs[i] for i in range(weekday, 7 * WEEKS, 7) if i in logs and i != 0]
+        same = [logs[i] for i in range(weekday or 7, top, 7)]
         if len(same) >= 2:
             middle = _median(same)
             deviations += [abs(v - middle) for v in same]

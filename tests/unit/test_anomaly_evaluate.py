@@ -12,6 +12,10 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.anomalies.detect import _usual, score_days
 from projections.anomalies.postgres import evaluate
 from projections.usage_series import DayUsage, SeriesKey, default_calendar
 
@@ -149,3 +153,38 @@ def test_four_unusual_days_in_a_row_are_not_a_level_shift_five_are() -> None:
 
     assert four == []
     assert five == [("open", "level_shift", date(2025, 3, 10))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    quantities=st.lists(
+        st.sampled_from([Decimal(0), Decimal(3), Decimal(100), Decimal("101.5")]),
+        min_size=60,
+        max_size=110,
+    ),
+    first_shift=st.integers(min_value=0, max_value=30),
+    doubled=st.sets(st.integers(min_value=0, max_value=109)),
+    today_after=st.integers(min_value=-2, max_value=35),
+)
+def test_a_remembered_usual_level_is_the_one_worked_out_afresh(
+    quantities: list[Decimal], first_shift: int, doubled: set[int], today_after: int
+) -> None:
+    """Each day's usual level is remembered by the weeks before it (detect's
+    cache): scoring one series after another with the same weeks but another
+    first day and other observed days answers exactly what a cold start does."""
+    first = date(2025, 1, 1)
+    baseline = {first + timedelta(days=i): q for i, q in enumerate(quantities)}
+    observed = {
+        d: q * 2 if i in doubled else q for i, (d, q) in enumerate(baseline.items())
+    }
+    start = first + timedelta(days=len(quantities) - 31)
+    end, today = start + timedelta(days=31), start + timedelta(days=today_after)
+
+    def scores(first_day: date, seen: dict[date, Decimal]) -> object:
+        return score_days(baseline, seen, first_day, start, end, today)
+
+    scores(first, baseline)  # warms the cache with the same weeks
+    later = first + timedelta(days=first_shift)
+    warm = scores(later, observed)
+    _usual.cache_clear()
+    assert warm == scores(later, observed)

@@ -6,6 +6,12 @@ the tenant's calendar at the cut by the rollup's own rule (postgres.py
 rows at a cut are what a fresh rebuild over the history truncated there would
 serve, and a past view is reproduced by reading at the cut it recorded. Only
 the period's entries are read (the ledger is indexed by tenant and time).
+
+The sums are linear in the entries, so with the same calendar the rows at a
+cut are also the live rows less the entries after the cut, or a checkpoint's
+rows (postgres.py) plus the entries between it and the cut: whichever of the
+two is nearer the cut is read, so a read adds or takes away at most a
+checkpoint's worth of entries instead of summing the whole period again.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.sql import SQL, Composed, Identifier
 
-from domain.periods import resolve_period
+from domain.periods import BillingPeriod, resolve_period
 from projections.base import tracking_view
 from projections.history import (
     DEFAULT_CALENDAR,
@@ -28,6 +34,8 @@ from projections.history import (
 )
 from projections.usage_daily.postgres import (
     CALENDARS,
+    CHECKPOINT_MARKS,
+    CHECKPOINTS,
     DAILY,
     LEDGER,
     UsageDailyProjection,
@@ -52,10 +60,12 @@ async def usage_at(  # noqa: PLR0913 - the question, the cut, and how to read it
     `now` is the instant the period is resolved at (default: the cut's) and
     `as_of` the freshness the answer reports (default: `now`): a replay passes
     what the view recorded. The rows are the live rows less what the ledger
-    entries recorded after the cut added, when the cut is recent and the
-    calendar unchanged since (the sums are linear in the entries, so this is
-    exact); else, or `from_ledger`, every entry up to the cut summed again
-    (independent of today's rows: what a thorough verification wants)."""
+    entries recorded after the cut added, or the nearest earlier checkpoint's
+    plus the entries between it and the cut, whichever is nearer the cut and
+    bucketed with the calendar at the cut (the sums are linear in the
+    entries, so this is exact); else, or `from_ledger`, every entry up to the
+    cut summed again (independent of every derived row: what a thorough
+    verification wants)."""
     cut = await anchored(conn, cut)
     assert cut.at is not None
     position = cut.positions["metering"]
@@ -84,21 +94,64 @@ async def usage_at(  # noqa: PLR0913 - the question, the cut, and how to read it
     )
     params = _calendar_params(calendar) | metering.ledger_params()
     params |= {"span_start": period.starts_at, "span_end": period.ends_at}
+    if from_ledger:
+        return snapshot, DailySource(daily_at_sql(_entries(query, metering)), params)
+    bucketed = (calendar.timezone, calendar.period_anchor_day, calendar.grace_hours)
     live = await _live(conn, query.tenant_id)
-    if (
-        not from_ledger
-        and live.calendar
-        == (calendar.timezone, calendar.period_anchor_day, calendar.grace_hours)
-        and position <= live.position <= position + DELTA_LIMIT
-    ):
+    after: int | None = live.position - position
+    if live.calendar != bucketed or not 0 <= live.position - position <= DELTA_LIMIT:
+        after = None
+    checkpoint = await _checkpoint(conn, query.tenant_id, position, bucketed, period)
+    if checkpoint is not None and (after is None or position - checkpoint < after):
+        params["checkpoint"] = checkpoint
+        return snapshot, DailySource(_checkpoint_plus_later(query), params)
+    if after is not None:
         return snapshot, DailySource(_live_minus_later(query), params)
     return snapshot, DailySource(daily_at_sql(_entries(query, metering)), params)
 
 
 # Up to this many metering positions after the cut, the rows at the cut are
 # read as the live rows minus the entries recorded after it (a few index
-# lookups); further back, summed from the period's entries (every one).
+# lookups); further back, summed from the period's entries (every one), unless
+# a checkpoint is nearer.
 DELTA_LIMIT = 100_000
+USE_CHECKPOINTS = True  # tests read each way
+
+
+async def _checkpoint(
+    conn: AsyncConnection[Any],
+    tenant_id: str,
+    position: int,
+    bucketed: tuple[str, int, int],
+    period: BillingPeriod,
+) -> int | None:
+    """The latest checkpoint at or before `position` that holds the period's
+    rows bucketed with the calendar `bucketed`."""
+    if not USE_CHECKPOINTS:
+        return None
+    timezone, anchor, grace = bucketed
+    cur = await conn.execute(
+        _CHECKPOINT_SQL,
+        {
+            "tenant": tenant_id,
+            "cut_position": position,
+            "tz": timezone,
+            "anchor": anchor,
+            "grace": grace,
+            "period_start": period.start,
+        },
+        prepare=True,
+    )
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+_CHECKPOINT_SQL = SQL(
+    "SELECT max(position) FROM {marks} WHERE tenant_id = %(tenant)s"
+    " AND position <= %(cut_position)s AND timezone = %(tz)s"
+    " AND period_anchor_day = %(anchor)s AND grace_hours = %(grace)s"
+    " AND first_period <= %(period_start)s AND last_period >= %(period_start)s"
+).format(marks=Identifier(CHECKPOINT_MARKS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +229,48 @@ def _live_minus_later(query: UsageQuery) -> Composed:
         kept=SQL(" AND ").join(kept),
         ledger=Identifier(LEDGER),
         names=SQL(", ").join(map(Identifier, _COLUMNS)),
+    )
+
+
+def _checkpoint_plus_later(query: UsageQuery) -> Composed:
+    """The checkpoint's rows (parameter `checkpoint`) plus what the entries
+    recorded after it, up to the cut, add (same calendar: the sums are linear
+    in the entries); a row exists at the cut if it did at the checkpoint or an
+    entry since made it. Parameters as _live_minus_later's."""
+    clauses = [
+        SQL("l.tenant_id = %(tenant)s"),
+        SQL("l.occurred_at >= %(span_start)s AND l.occurred_at < %(span_end)s"),
+        SQL("l.position > %(checkpoint)s AND l.position <= %(cut_position)s"),
+    ]
+    kept = [
+        SQL("c.tenant_id = %(tenant)s AND c.position = %(checkpoint)s"),
+        SQL("c.usage_date >= %(start)s AND c.usage_date < %(end)s"),
+    ]
+    if query.workspace_id is not None:
+        clauses.append(SQL("l.workspace_id = %(workspace)s"))
+        kept.append(SQL("c.workspace_id = %(workspace)s"))
+    if query.product_area is not None:
+        clauses.append(SQL("l.product_area = %(area)s"))
+        kept.append(SQL("c.product_area = %(area)s"))
+    keys = SQL(", ").join(map(Identifier, _COLUMNS[: -len(_SUMS)]))
+    names = SQL(", ").join(map(Identifier, _COLUMNS))
+    return SQL(
+        "(SELECT {keys}, {sums} FROM (SELECT {names} FROM {checkpoints} c"
+        " WHERE {kept} UNION ALL SELECT {names} FROM {later}) AS both_"
+        " GROUP BY {keys}) AS at_cut ({names})"
+    ).format(
+        keys=keys,
+        # sum() of bigint is numeric: the counts stay bigint, as in the live rows
+        sums=SQL(", ").join(
+            SQL("sum({})::{}").format(
+                Identifier(c), SQL("bigint" if c.endswith("count") else "numeric")
+            )
+            for c in _SUMS
+        ),
+        names=names,
+        checkpoints=Identifier(CHECKPOINTS),
+        kept=SQL(" AND ").join(kept),
+        later=daily_at_sql(SQL(" AND ").join(clauses), "x"),
     )
 
 

@@ -4,11 +4,21 @@ Entries go to the ledger by COPY; daily rows are derived from each batch by one
 set-based upsert (the rollup: the SQL form of domain.periods.day_and_period),
 and a calendar change re-buckets the tenant from its ledger. What the rows mean
 is in the package docstring (__init__.py).
+
+Checkpoints: once CHECKPOINT_EVERY of a tenant's entries (and at least as many
+as its last checkpoint copied rows) have come since its last checkpoint, the
+batch copies the tenant's daily rows of the periods those entries touched, as
+they stand at the batch's last entry, with the calendar they are bucketed
+with. An as-of read (as_of.py) starts from the nearest checkpoint and adds the
+few entries after it instead of summing a whole period again. A copy is at
+most as many rows as entries came since the last one, so checkpoints never
+hold more rows than the ledger holds entries; a rebuild makes them again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from psycopg import Cursor
@@ -29,6 +39,13 @@ from projections.usage_daily.changes import (
 LEDGER = history.LEDGER  # what as-of reads, replays and explanations read
 DAILY = "billing_usage_daily"
 CALENDARS = "billing_tenant_calendars"
+CHECKPOINTS = "billing_usage_checkpoints"  # a tenant's rows at a position
+CHECKPOINT_MARKS = "billing_usage_checkpoint_marks"  # which, and how bucketed
+CHECKPOINT_PENDING = "billing_usage_checkpoint_pending"  # entries since the last
+# A tenant's touched periods are copied after this many of its entries (or as
+# many as its last copy held rows, if more): an as-of read adds at most that
+# many entries to a checkpoint.
+CHECKPOINT_EVERY = 10_000
 
 
 class PostgresUsageDailyView:
@@ -39,6 +56,15 @@ class PostgresUsageDailyView:
         self.ledger = Identifier(schema, Projection.table_name(LEDGER, version))
         self.daily = Identifier(schema, Projection.table_name(DAILY, version))
         self.calendars = Identifier(schema, Projection.table_name(CALENDARS, version))
+        self.checkpoints = Identifier(
+            schema, Projection.table_name(CHECKPOINTS, version)
+        )
+        self.marks = Identifier(
+            schema, Projection.table_name(CHECKPOINT_MARKS, version)
+        )
+        self.pending = Identifier(
+            schema, Projection.table_name(CHECKPOINT_PENDING, version)
+        )
 
     def add_entries(
         self, entries: Sequence[LedgerEntry], copy_text: bytes | None = None
@@ -58,6 +84,67 @@ class PostgresUsageDailyView:
             )
         )
         self._rollup(_BATCH, SQL("true"), {})
+        self._checkpoint_due(entries)
+
+    def _checkpoint_due(self, entries: Sequence[LedgerEntry]) -> None:
+        """Count each tenant's entries since its last checkpoint, and copy the
+        rows of those that are due (at the batch's last entry: every entry up
+        to it is in the rows now)."""
+        spans: dict[str, tuple[int, datetime, datetime]] = {}
+        for e in entries:
+            n, first, last = spans.get(e.tenant_id, (0, e.occurred_at, e.occurred_at))
+            spans[e.tenant_id] = (
+                n + 1,
+                min(first, e.occurred_at),
+                max(last, e.occurred_at),
+            )
+        tenants = sorted(spans)
+        self.cursor.execute(
+            _PENDING_ADD.format(pending=self.pending),
+            {
+                "tenants": tenants,
+                "counts": [spans[t][0] for t in tenants],
+                "firsts": [spans[t][1] for t in tenants],
+                "lasts": [spans[t][2] for t in tenants],
+                "every": CHECKPOINT_EVERY,
+            },
+        )
+        answered = [_values(row) for row in self.cursor.fetchall()]
+        due = [(t, first, last) for t, first, last, is_due in answered if is_due]
+        position = max(e.position for e in entries)
+        for tenant_id, first, last in sorted(due):
+            self._checkpoint(tenant_id, position, first, last)
+
+    def _checkpoint(
+        self, tenant_id: str, position: int, first: datetime, last: datetime
+    ) -> None:
+        self.cursor.execute(
+            SQL(
+                "SELECT timezone, period_anchor_day, grace_hours FROM {}"
+                " WHERE tenant_id = %s"
+            ).format(self.calendars),
+            (tenant_id,),
+        )
+        row = self.cursor.fetchone()
+        d = default_calendar(tenant_id)
+        calendar = Calendar(tenant_id, *_values(row)) if row else d
+        self.cursor.execute(
+            _CHECKPOINT.format(
+                checkpoints=self.checkpoints,
+                marks=self.marks,
+                pending=self.pending,
+                daily=self.daily,
+            ),
+            {
+                "tenant": tenant_id,
+                "position": position,
+                "tz": calendar.timezone,
+                "anchor": calendar.period_anchor_day,
+                "grace": calendar.grace_hours,
+                "first_period": calendar.day_and_period(first)[1].start,
+                "last_period": calendar.day_and_period(last)[1].start,
+            },
+        )
 
     def set_calendars(self, calendars: Sequence[Calendar]) -> None:
         for c in calendars:
@@ -123,6 +210,10 @@ def tenant_span(time_column: str, **optional: str | None) -> Composed:
 
 def _first(row: Any) -> bool:
     return bool(row["inserted"] if isinstance(row, dict) else row[0])
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 _BATCH = Identifier("billing_ledger_batch")
@@ -213,6 +304,46 @@ ON CONFLICT (tenant_id, usage_date, workspace_id, product_area, unit) DO UPDATE 
 )
 
 
+# Adds each tenant's entries of a batch to its count since its last checkpoint;
+# answers the tenants now due (tenant, first and last instant of the entries).
+_PENDING_ADD = SQL(
+    "INSERT INTO {pending} AS p (tenant_id, entries, first_at, last_at)"
+    " SELECT * FROM unnest(%(tenants)s::text[], %(counts)s::bigint[],"
+    " %(firsts)s::timestamptz[], %(lasts)s::timestamptz[])"
+    " ON CONFLICT (tenant_id) DO UPDATE SET entries = p.entries + EXCLUDED.entries,"
+    " first_at = least(p.first_at, EXCLUDED.first_at),"
+    " last_at = greatest(p.last_at, EXCLUDED.last_at)"
+    " RETURNING tenant_id, first_at, last_at,"
+    " entries >= greatest(%(every)s, last_rows) AS due"
+)
+# Copies the tenant's rows of the periods first_period..last_period as they
+# stand, marks the checkpoint, and starts the count again.
+_CHECKPOINT = SQL(
+    """
+WITH copied AS (
+    INSERT INTO {checkpoints} (position, """
+    + _DAILY_COLUMNS
+    + """)
+    SELECT %(position)s, """
+    + _DAILY_COLUMNS
+    + """ FROM {daily}
+    WHERE tenant_id = %(tenant)s
+      AND period_start BETWEEN %(first_period)s AND %(last_period)s
+    RETURNING 1
+), marked AS (
+    INSERT INTO {marks} (tenant_id, position, timezone, period_anchor_day,
+        grace_hours, first_period, last_period, rows)
+    SELECT %(tenant)s, %(position)s, %(tz)s, %(anchor)s, %(grace)s,
+           %(first_period)s, %(last_period)s, count(*) FROM copied
+    RETURNING rows
+)
+UPDATE {pending} SET entries = 0, first_at = 'infinity', last_at = '-infinity',
+    last_rows = (SELECT rows FROM marked)
+WHERE tenant_id = %(tenant)s
+"""
+)
+
+
 def daily_at_sql(where: Composable, alias: str = "d") -> Composed:
     """The daily rows (as a relation `alias` with DAILY's columns) that the
     ledger entries matching `where` make under one calendar: parameters `tz`,
@@ -258,6 +389,28 @@ class UsageDailyProjection(Projection):
             "tenant_id text PRIMARY KEY, timezone text NOT NULL,"
             " period_anchor_day integer NOT NULL, grace_hours integer NOT NULL"
         ),
+        CHECKPOINTS: (
+            "position bigint NOT NULL, tenant_id text NOT NULL,"
+            " usage_date date NOT NULL, workspace_id text NOT NULL,"
+            " product_area text NOT NULL, unit text NOT NULL,"
+            " period_start date NOT NULL, quantity numeric NOT NULL,"
+            " source_event_count bigint NOT NULL,"
+            " first_reported_quantity numeric NOT NULL,"
+            " late_event_count bigint NOT NULL, adjustment_quantity numeric NOT NULL,"
+            " adjustment_count bigint NOT NULL"
+        ),
+        CHECKPOINT_MARKS: (
+            "tenant_id text NOT NULL, position bigint NOT NULL,"
+            " timezone text NOT NULL, period_anchor_day integer NOT NULL,"
+            " grace_hours integer NOT NULL, first_period date NOT NULL,"
+            " last_period date NOT NULL, rows bigint NOT NULL,"
+            " PRIMARY KEY (tenant_id, position)"
+        ),
+        CHECKPOINT_PENDING: (
+            "tenant_id text PRIMARY KEY, entries bigint NOT NULL,"
+            " first_at timestamptz NOT NULL, last_at timestamptz NOT NULL,"
+            " last_rows bigint NOT NULL DEFAULT 0"
+        ),
     }
     indexes = (
         (LEDGER, "tenant_occurred", "tenant_id, occurred_at"),
@@ -266,6 +419,7 @@ class UsageDailyProjection(Projection):
         (LEDGER, "tenant_position", "tenant_id, position"),
         (LEDGER, "tenant_workspace", "tenant_id, workspace_id, occurred_at"),
         (DAILY, "tenant_workspace", "tenant_id, workspace_id, usage_date"),
+        (CHECKPOINTS, "tenant_position", "tenant_id, position, usage_date"),
     )
 
     def changes(self, batch: Sequence[Notified]) -> DailyChanges:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -13,6 +14,8 @@ import pytest
 from litestar.testing import TestClient
 
 from application.settings import Settings
+from projections.usage_daily import as_of
+from projections.usage_daily import postgres as usage_postgres
 from tests.support import auth, caught_up, env_for, event
 
 TENANT = "t_acme"
@@ -247,3 +250,58 @@ def test_replay_refuses_what_is_not_a_view_of_this_tenant(
     refused = replay(client, settings, other["id"])
     assert refused.status_code == 409
     assert "CorrectionApplied, not a view or an export" in refused.json()["detail"]
+
+
+def test_usage_as_of_from_a_checkpoint_is_every_entry_up_to_the_cut(
+    client: TestClient[Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a checkpoint after every batch, an as-of read at each position
+    (nearest checkpoint plus the entries after it, or the live rows less the
+    later ones) equals every entry up to it summed again, and the sums sent;
+    after a calendar change the old checkpoints still answer the cuts before."""
+    monkeypatch.setattr(usage_postgres, "CHECKPOINT_EVERY", 1)
+    projector = client.app.state.services.write_side.projector
+    sent: list[tuple[int, Decimal]] = []
+    total = Decimal(0)
+    for k, quantity in enumerate(["1.5", "2", "0.25", "7", "3.125"]):
+        position = send(
+            client,
+            settings,
+            [event(f"c{k}", quantity=quantity, at=DAY - timedelta(hours=k))],
+        )
+        while projector.advance("billing_usage_daily"):
+            pass
+        total += Decimal(quantity)
+        sent.append((position, total))
+    response = client.patch(
+        "/api/ops/settings",
+        json={"timezone": "Asia/Kolkata"},
+        headers=auth(settings, TENANT, "ops"),
+    )
+    assert response.status_code == 200, response.text
+    while projector.advance("billing_usage_daily"):
+        pass
+    with psycopg.connect(settings.conninfo()) as conn:
+        marks = conn.execute(
+            "SELECT count(*) FROM billing_usage_checkpoint_marks WHERE tenant_id = %s",
+            (TENANT,),
+        ).fetchone()
+    assert marks is not None
+    assert marks[0] >= len(sent) - 1
+
+    auditor = auth(settings, TENANT, "auditor")
+    for position, expected in sent:
+        answers = []
+        for delta_limit, checkpoints in ((-1, True), (10**9, False), (-1, False)):
+            monkeypatch.setattr(as_of, "DELTA_LIMIT", delta_limit)
+            monkeypatch.setattr(as_of, "USE_CHECKPOINTS", checkpoints)
+            response = client.get(
+                "/api/audit/usage",
+                params={"position": str(position)},
+                headers=auditor,
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            answers.append((body["rows"], body["totals"]))
+            assert sum(Decimal(r["quantity"]) for r in body["rows"]) == expected
+        assert answers[0] == answers[1] == answers[2], position

@@ -24,6 +24,7 @@ from litestar.testing import TestClient
 
 from application.settings import Settings
 from projections.usage_daily import as_of
+from projections.usage_daily import postgres as usage_postgres
 from tests.support import auth, event
 
 pytestmark = pytest.mark.timeout(900)
@@ -273,16 +274,18 @@ def test_usage_as_of_a_position_is_what_the_read_model_served_there(
     app: Any,
 ) -> None:
     h = History(client, settings, app)
-    h.run(("ingest", [("e0", "ws_b", "storage", 2, 3)]))
-    for step in history:
-        h.run(step)
-        if step[0] != "usage":
-            h.usage({"period": "current"}, False)
-    h.catch_up()
-    h.usage({"period": "previous", "group_by": "day"}, False)
-    h.ingest([("after", "ws_a", "compute", 5, 60)])
-    h.void(0)
-    h.catch_up()
+    # A checkpoint (as-of reads start from the nearest) every few entries.
+    with patched(usage_postgres, "CHECKPOINT_EVERY", 2):
+        h.run(("ingest", [("e0", "ws_b", "storage", 2, 3)]))
+        for step in history:
+            h.run(step)
+            if step[0] != "usage":
+                h.usage({"period": "current"}, False)
+        h.catch_up()
+        h.usage({"period": "previous", "group_by": "day"}, False)
+        h.ingest([("after", "ws_a", "compute", 5, 60)])
+        h.void(0)
+        h.catch_up()
 
     recorded = h.recorded_views()
     compared = 0
@@ -296,10 +299,18 @@ def test_usage_as_of_a_position_is_what_the_read_model_served_there(
         # The period the view resolved (`current` is relative to the instant
         # the answer is about; the cut's is when its last event was recorded).
         label = live["period"]["start"][:7]
-        # Both ways of reading the rows at a cut: the live rows less what came
-        # after it, and every entry summed again.
-        for delta_limit in (as_of.DELTA_LIMIT, -1):
-            with patched(as_of, "DELTA_LIMIT", delta_limit):
+        # Every way of reading the rows at a cut: the nearer of the live rows
+        # less what came after it and a checkpoint plus what came between, a
+        # checkpoint only, and every entry summed again.
+        for delta_limit, checkpoints in (
+            (as_of.DELTA_LIMIT, True),
+            (-1, True),
+            (-1, False),
+        ):
+            with (
+                patched(as_of, "DELTA_LIMIT", delta_limit),
+                patched(as_of, "USE_CHECKPOINTS", checkpoints),
+            ):
                 response = client.get(
                     "/api/audit/usage",
                     params={**query, "period": label, "positions": positions},
@@ -317,7 +328,7 @@ def test_usage_as_of_a_position_is_what_the_read_model_served_there(
                 "totals",
                 "late_adjustments",
             ):
-                assert at[field] == live[field], (field, delta_limit)
+                assert at[field] == live[field], (field, delta_limit, checkpoints)
     assert compared >= 1  # the view after the catch-up at least
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Placeholder
 
 from domain.periods import BillingPeriod, resolve_period
 from projections.base import tracking_view
@@ -187,26 +187,42 @@ _LIVE_SQL = SQL(
 )
 
 
+def _filters(
+    query: UsageQuery, positions: Composable, rows: str
+) -> tuple[list[Composable], list[Composable]]:
+    """The WHERE clauses of the ledger entries (alias `l`, of the period and
+    the `positions` given) and of the daily rows (alias `rows`, of the
+    query's dates) that an answer at a cut combines, with the query's filters."""
+    r = Identifier(rows)
+    entries: list[Composable] = [
+        SQL("l.tenant_id = %(tenant)s"),
+        SQL("l.occurred_at >= %(span_start)s AND l.occurred_at < %(span_end)s"),
+        positions,
+    ]
+    kept: list[Composable] = [
+        SQL("{r}.tenant_id = %(tenant)s").format(r=r),
+        SQL("{r}.usage_date >= %(start)s AND {r}.usage_date < %(end)s").format(r=r),
+    ]
+    for column, parameter, asked in (
+        ("workspace_id", "workspace", query.workspace_id),
+        ("product_area", "area", query.product_area),
+    ):
+        if asked is not None:
+            entries.append(
+                SQL("l.{} = {}").format(Identifier(column), Placeholder(parameter))
+            )
+            kept.append(
+                SQL("{}.{} = {}").format(r, Identifier(column), Placeholder(parameter))
+            )
+    return entries, kept
+
+
 def _live_minus_later(query: UsageQuery) -> Composed:
     """The live daily rows less what the entries recorded after the cut added
     (same calendar: the sums are linear in the entries), without the rows
     that only those entries made. Parameters as daily_at_sql's, plus the
     usage queries' own (tenant, start, end, workspace, area)."""
-    clauses = [
-        SQL("l.tenant_id = %(tenant)s"),
-        SQL("l.occurred_at >= %(span_start)s AND l.occurred_at < %(span_end)s"),
-        SQL("l.position > %(cut_position)s"),
-    ]
-    kept = [
-        SQL("d.tenant_id = %(tenant)s"),
-        SQL("d.usage_date >= %(start)s AND d.usage_date < %(end)s"),
-    ]
-    if query.workspace_id is not None:
-        clauses.append(SQL("l.workspace_id = %(workspace)s"))
-        kept.append(SQL("d.workspace_id = %(workspace)s"))
-    if query.product_area is not None:
-        clauses.append(SQL("l.product_area = %(area)s"))
-        kept.append(SQL("d.product_area = %(area)s"))
+    clauses, kept = _filters(query, SQL("l.position > %(cut_position)s"), "d")
     columns = SQL(", ").join(
         SQL("d.{c} - coalesce(x.{c}, 0)").format(c=Identifier(c)) for c in _SUMS
     )
@@ -237,21 +253,9 @@ def _checkpoint_plus_later(query: UsageQuery) -> Composed:
     recorded after it, up to the cut, add (same calendar: the sums are linear
     in the entries); a row exists at the cut if it did at the checkpoint or an
     entry since made it. Parameters as _live_minus_later's."""
-    clauses = [
-        SQL("l.tenant_id = %(tenant)s"),
-        SQL("l.occurred_at >= %(span_start)s AND l.occurred_at < %(span_end)s"),
-        SQL("l.position > %(checkpoint)s AND l.position <= %(cut_position)s"),
-    ]
-    kept = [
-        SQL("c.tenant_id = %(tenant)s AND c.position = %(checkpoint)s"),
-        SQL("c.usage_date >= %(start)s AND c.usage_date < %(end)s"),
-    ]
-    if query.workspace_id is not None:
-        clauses.append(SQL("l.workspace_id = %(workspace)s"))
-        kept.append(SQL("c.workspace_id = %(workspace)s"))
-    if query.product_area is not None:
-        clauses.append(SQL("l.product_area = %(area)s"))
-        kept.append(SQL("c.product_area = %(area)s"))
+    between = SQL("l.position > %(checkpoint)s AND l.position <= %(cut_position)s")
+    clauses, kept = _filters(query, between, "c")
+    kept.append(SQL("c.position = %(checkpoint)s"))
     keys = SQL(", ").join(map(Identifier, _COLUMNS[: -len(_SUMS)]))
     names = SQL(", ").join(map(Identifier, _COLUMNS))
     return SQL(
@@ -303,13 +307,5 @@ def _calendar_params(calendar: CalendarAt) -> dict[str, Any]:
 
 def _entries(query: UsageQuery, cut: Cut) -> Composed:
     """The ledger entries of the query's tenant, period and filters at `cut`."""
-    clauses = [
-        SQL("l.tenant_id = %(tenant)s"),
-        SQL("l.occurred_at >= %(span_start)s AND l.occurred_at < %(span_end)s"),
-        SQL("l.{}").format(cut.ledger_clause()),
-    ]
-    if query.workspace_id is not None:
-        clauses.append(SQL("l.{} = %(workspace)s").format(Identifier("workspace_id")))
-    if query.product_area is not None:
-        clauses.append(SQL("l.{} = %(area)s").format(Identifier("product_area")))
+    clauses, _ = _filters(query, SQL("l.{}").format(cut.ledger_clause()), "d")
     return SQL(" AND ").join(clauses)

@@ -12,16 +12,15 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from application.audit.writer import AuditUnavailable
-from application.serving.recorded import RecordedView
 from application.serving.series_views import SeriesViews, Served
-from application.serving.waiting import Answer, Wait, with_wait
+from application.serving.waiting import Answer, Wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from projections.anomalies.as_of import anomalies_at
 from projections.anomalies.detect import MIN_HISTORY_DAYS, MIN_SAME_WEEKDAY
 from projections.anomalies.postgres import AnomalyProjection
 from projections.anomalies.reader import AnomalyReader, AnomalySnapshot, FlagRow
-from projections.history import Cut, anchored
+from projections.history import Cut
 from projections.usage_daily.rows import UsagePeriod
 
 METHOD = (
@@ -149,7 +148,7 @@ class AnomalyService(SeriesViews):
             tenant, period, (workspace_id, status), min_positions, read
         )
         filters = {"period": period, "workspace_id": workspace_id, "status": status}
-        await self._audit(principal, served, filters, request_id)
+        await self.audit_view(principal, served, filters, request_id)
         return Answer(served.sent, served.hit, served.wait)
 
     async def view_at(  # noqa: PLR0913 - the question's parts and the cut
@@ -164,43 +163,37 @@ class AnomalyService(SeriesViews):
     ) -> bytes:
         """The flags as the history stood at `cut` (an auditor's as-of read),
         audited as an AnomaliesViewed that records the cut, so it replays."""
-        tenant = principal.tenant_id
-        async with self.pool.connection() as conn, conn.transaction():
-            cut = await anchored(conn, cut)
-            assert cut.at is not None
-            now = cut.at  # "current" is the period current then
-            snapshot, flags, unjudged = await anomalies_at(
-                conn, tenant, period, workspace_id, status, cut, now
-            )
-        body = self._encoder.encode(anomalies_out(tenant, snapshot, flags, unjudged))
-        served = Served(body, False, None, snapshot, now)
         filters = {"period": period, "workspace_id": workspace_id, "status": status}
-        await self._audit(principal, served, filters, request_id)
-        return body
+        return await self.view_at_cut(principal, filters, cut, request_id)
 
-    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
-        """The bytes of a recorded view of the flags, derived again from the
-        histories at the positions it recorded (in `conn`'s transaction)."""
-        p, tenant = recorded.params, recorded.tenant_id
+    async def derive_at(
+        self,
+        conn: Any,
+        tenant: str,
+        params: Mapping[str, Any],
+        cut: Cut,
+        now: datetime,
+    ) -> tuple[AnomalySnapshot, bytes]:
         snapshot, flags, unjudged = await anomalies_at(
             conn,
             tenant,
-            p["period"],
-            p.get("workspace_id"),
-            p.get("status"),
-            recorded.cut(),
-            recorded.now,
+            params["period"],
+            params.get("workspace_id"),
+            params.get("status"),
+            cut,
+            now,
         )
         body = self._encoder.encode(anomalies_out(tenant, snapshot, flags, unjudged))
-        return with_wait(body, recorded.waited())
+        return snapshot, body
 
-    async def _audit(
+    async def audit_view(
         self,
         principal: Principal,
         served: Served,
-        filters: dict[str, Any],
+        params: Mapping[str, Any],
         request_id: str,
     ) -> None:
+        filters = dict(params)
         try:
             p = served.snapshot.period
             await self.audit.write(

@@ -16,9 +16,8 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from application.audit.writer import AuditUnavailable
-from application.serving.recorded import RecordedView
 from application.serving.series_views import SeriesViews, Served
-from application.serving.waiting import Answer, Wait, with_wait
+from application.serving.waiting import Answer, Wait
 from application.tokens import Principal
 from domain.audit import AuditRecord
 from domain.currencies import round_money
@@ -30,7 +29,7 @@ from projections.forecast.reader import (
     LineRow,
     PeriodRow,
 )
-from projections.history import Cut, anchored
+from projections.history import Cut
 from projections.usage_daily.rows import UsagePeriod
 
 CAVEAT = "An estimate from usage so far, not a charge."
@@ -130,7 +129,8 @@ class ForecastService(SeriesViews):
             )
 
         served = await self.serve(tenant, period, (workspace_id,), min_positions, read)
-        await self._audit_view(principal, period, workspace_id, served, request_id)
+        filters = {"period": period, "workspace_id": workspace_id}
+        await self.audit_view(principal, served, filters, request_id)
         return Answer(served.sent, served.hit, served.wait)
 
     async def view_at(
@@ -144,43 +144,35 @@ class ForecastService(SeriesViews):
     ) -> bytes:
         """The answer as the history stood at `cut` (an auditor's as-of read),
         audited as a ForecastViewed that records the cut, so it replays."""
-        async with self.pool.connection() as conn, conn.transaction():
-            cut = await anchored(conn, cut)
-            assert cut.at is not None
-            now = cut.at  # "current" is the period current then
-            snapshot, row, lines = await forecast_at(
-                conn, principal.tenant_id, period, workspace_id, cut, now
-            )
-        body = self._encoder.encode(
-            forecast_out(principal.tenant_id, workspace_id, snapshot, row, lines)
-        )
-        served = Served(body, False, None, snapshot, now)
-        await self._audit_view(principal, period, workspace_id, served, request_id)
-        return body
+        filters = {"period": period, "workspace_id": workspace_id}
+        return await self.view_at_cut(principal, filters, cut, request_id)
 
-    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
-        """The bytes of a recorded forecast view, derived again from the
-        histories at the positions it recorded (in `conn`'s transaction)."""
-        p = recorded.params
-        tenant, workspace_id = recorded.tenant_id, p.get("workspace_id")
+    async def derive_at(
+        self,
+        conn: Any,
+        tenant: str,
+        params: Mapping[str, Any],
+        cut: Cut,
+        now: datetime,
+    ) -> tuple[ForecastSnapshot, bytes]:
+        workspace_id = params.get("workspace_id")
         snapshot, row, lines = await forecast_at(
-            conn, tenant, p["period"], workspace_id, recorded.cut(), recorded.now
+            conn, tenant, params["period"], workspace_id, cut, now
         )
         body = self._encoder.encode(
             forecast_out(tenant, workspace_id, snapshot, row, lines)
         )
-        return with_wait(body, recorded.waited())
+        return snapshot, body
 
-    async def _audit_view(
+    async def audit_view(
         self,
         principal: Principal,
-        period: str,
-        workspace_id: str | None,
         served: Served,
+        params: Mapping[str, Any],
         request_id: str,
     ) -> None:
         snapshot = served.snapshot
-        filters = {"period": period, "workspace_id": workspace_id}
+        filters = dict(params)
         p = snapshot.period
         try:
             await self.audit.write(

@@ -1,6 +1,8 @@
 """What the forecast and anomaly views share: wait for the writes asked, read
 where the read model is, answer from the cache keyed by its positions, or
-read the rows and that position again in one snapshot and cache the bytes."""
+read the rows and that position again in one snapshot and cache the bytes;
+and for auditors, the answer at a cut (audited, so it replays) and the replay
+of a recorded view, both derived again from the histories."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from application.audit.group_commit import AsyncAuditWriter
 from application.clock import Clock
 from application.projecting.progress import PositionWatcher
 from application.serving.cache import UsageCache
-from application.serving.recorded import replay_fields
+from application.serving.recorded import RecordedView, replay_fields
 from application.serving.waiting import Wait, wait_for_writes, with_wait
+from application.tokens import Principal
+from projections.history import Cut, anchored
 from projections.usage_series import SeriesReader, SeriesSnapshot
 
 
@@ -91,6 +95,56 @@ class SeriesViews:
         if not hit:
             await self.cache.put(self._key(tenant, snapshot, filters), body)
         return Served(body, hit, wait, snapshot, now)
+
+    async def view_at_cut(
+        self,
+        principal: Principal,
+        params: Mapping[str, Any],
+        cut: Cut,
+        request_id: str,
+    ) -> bytes:
+        """The answer to `params` as the history stood at `cut` (an auditor's
+        as-of read), audited like a live view with the cut it reflects, so it
+        replays too. `current` is the period current at the cut."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cut = await anchored(conn, cut)
+            assert cut.at is not None
+            snapshot, body = await self.derive_at(
+                conn, principal.tenant_id, params, cut, cut.at
+            )
+        served = Served(body, False, None, snapshot, cut.at)
+        await self.audit_view(principal, served, params, request_id)
+        return body
+
+    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
+        """The bytes of a recorded view, derived again from the histories at the
+        positions it recorded (in `conn`'s transaction)."""
+        _, body = await self.derive_at(
+            conn, recorded.tenant_id, recorded.params, recorded.cut(), recorded.now
+        )
+        return with_wait(body, recorded.waited())
+
+    async def derive_at(
+        self,
+        conn: Any,
+        tenant: str,
+        params: Mapping[str, Any],
+        cut: Cut,
+        now: datetime,
+    ) -> tuple[SeriesSnapshot, bytes]:
+        """The snapshot and encoded answer to `params` (the view's recorded
+        parameters) at `cut`, with periods resolved at `now`."""
+        raise NotImplementedError
+
+    async def audit_view(
+        self,
+        principal: Principal,
+        served: Served,
+        params: Mapping[str, Any],
+        request_id: str,
+    ) -> None:
+        """Write the view's audit record (with replay_fields) before it is sent."""
+        raise NotImplementedError
 
     def replay_fields(
         self, served: Served, params: Mapping[str, Any]

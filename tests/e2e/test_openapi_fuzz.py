@@ -32,7 +32,7 @@ def identities(service: Service) -> list[dict[str, str]]:
 
 def check_operation(operation: Any, service: Service, mode: GenerationMode) -> None:
     @hyp_settings(
-        max_examples=25, deadline=None, suppress_health_check=list(HealthCheck)
+        max_examples=12, deadline=None, suppress_health_check=list(HealthCheck)
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def no_server_error(case: Any) -> None:

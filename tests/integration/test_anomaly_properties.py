@@ -126,7 +126,7 @@ def first_flag(write_side: WriteSide) -> Any:
 
 
 @hyp_settings(
-    max_examples=25,
+    max_examples=18,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

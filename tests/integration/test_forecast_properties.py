@@ -245,7 +245,7 @@ def _in_force(books: list[Any], tenant: str, start: date) -> Any:
 
 
 @hyp_settings(
-    max_examples=40,
+    max_examples=28,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

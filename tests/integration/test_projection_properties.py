@@ -117,7 +117,7 @@ def play(h: Harness, oracle: Oracle, history: list[tuple[Any, int]]) -> None:
 
 
 @hyp_settings(
-    max_examples=40,
+    max_examples=28,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

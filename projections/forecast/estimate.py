@@ -9,6 +9,7 @@ projection stores what this returns; a replay can call it again.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -196,13 +197,8 @@ def estimate_period(  # noqa: PLR0913 - every input of a forecast, by name
             charges = _charges(price, book.currency, forecast)
         backtests = None
         if closed:
-            backtests = tuple(
-                backtest_residuals(
-                    series_of(quantities, first, period.end - timedelta(days=1)),
-                    [period.start],
-                    CHECKPOINTS,
-                )
-            )
+            last = period.end - timedelta(days=1)
+            backtests = _backtests(series_of(quantities, first, last), period.start)
         lines.append(
             Line(key, forecast, calibration, charges, backtests, price is not None)
         )
@@ -218,6 +214,15 @@ def estimate_period(  # noqa: PLR0913 - every input of a forecast, by name
     if budget is None or book is None:
         return estimate
     return replace(estimate, breach_date=_breach_date(estimate, book, days))
+
+
+@functools.lru_cache(maxsize=2048)
+def _backtests(history: DailySeries, start: date) -> tuple[float, ...]:
+    """A closed period's own backtest residuals: a pure function of its
+    series up to the period's end, so remembered by it (a replay, `billing
+    audit verify` or a re-projection of a closed period asks again for the
+    same periods' backtests, the most costly part of an estimate)."""
+    return tuple(backtest_residuals(history, [start], CHECKPOINTS))
 
 
 def _charges(

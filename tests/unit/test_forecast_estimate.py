@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from domain.pricing import parse_price_book
 from projections.forecast.estimate import (
     ALL_WORKSPACES,
     SeriesKey,
     TenantCalendar,
+    _backtests,
     estimate_period,
 )
 
@@ -122,3 +126,34 @@ def test_a_quiet_series_before_the_window_still_has_its_empty_days() -> None:
 
     line = next(x for x in estimate.lines if x.key.workspace_id == ALL_WORKSPACES)
     assert line.forecast.p50 == 0  # stopped a month ago: nothing to project
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    quantities=st.lists(
+        st.sampled_from([D(0), D(5), D("12.5"), D(40)]), min_size=60, max_size=60
+    ),
+    first_shift=st.integers(min_value=0, max_value=20),
+)
+def test_a_closed_periods_remembered_backtests_are_the_ones_worked_out_afresh(
+    quantities: list[Decimal], first_shift: int
+) -> None:
+    """A closed period's backtests are remembered by its series (estimate's
+    cache): after another series' estimate has filled the cache, estimating
+    again answers exactly what a cold start does."""
+    october = CALENDAR.period_of(date(2026, 10, 1))
+    key = SeriesKey("ws_a", *COMPUTE)
+    first = date(2026, 9, 2)
+    series = {first + timedelta(days=i): q for i, q in enumerate(quantities)}
+    since = {key: first + timedelta(days=first_shift)}
+    after = datetime(2026, 11, 20, tzinfo=UTC)
+
+    def estimate(days: dict[date, Decimal]) -> object:
+        return estimate_period(
+            CALENDAR, october, after, {key: days}, since, {}, None, None
+        )
+
+    estimate({d: q + 1 for d, q in series.items()})  # fills the cache
+    warm = estimate(series)
+    _backtests.cache_clear()
+    assert warm == estimate(series)

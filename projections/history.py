@@ -87,6 +87,11 @@ class CalendarAt:
     grace_hours: int
     position: int  # of the settings event it comes from (0: the defaults)
 
+    @property
+    def bucketing(self) -> tuple[str, int, int]:
+        """What puts usage into days and periods: time zone, anchor, grace."""
+        return self.timezone, self.period_anchor_day, self.grace_hours
+
 
 DEFAULT_CALENDAR = CalendarAt(
     DEFAULT_SETTINGS.timezone,

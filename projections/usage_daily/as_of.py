@@ -96,16 +96,14 @@ async def usage_at(  # noqa: PLR0913 - the question, the cut, and how to read it
     params |= {"span_start": period.starts_at, "span_end": period.ends_at}
     if from_ledger:
         return snapshot, DailySource(daily_at_sql(_entries(query, metering)), params)
-    bucketed = (calendar.timezone, calendar.period_anchor_day, calendar.grace_hours)
-    live = await _live(conn, query.tenant_id)
-    after: int | None = live.position - position
-    if live.calendar != bucketed or not 0 <= live.position - position <= DELTA_LIMIT:
-        after = None
-    checkpoint = await _checkpoint(conn, query.tenant_id, position, bucketed, period)
-    if checkpoint is not None and (after is None or position - checkpoint < after):
-        params["checkpoint"] = checkpoint
+    near = await _nearest(conn, query.tenant_id, calendar, period, position)
+    ahead = near.live_position - position  # how far the live rows are past it
+    live = near.live_calendar == calendar.bucketing and 0 <= ahead <= DELTA_LIMIT
+    behind = None if near.checkpoint is None else position - near.checkpoint
+    if behind is not None and (not live or behind < ahead):
+        params["checkpoint"] = near.checkpoint
         return snapshot, DailySource(_checkpoint_plus_later(query), params)
-    if after is not None:
+    if live:
         return snapshot, DailySource(_live_minus_later(query), params)
     return snapshot, DailySource(daily_at_sql(_entries(query, metering)), params)
 
@@ -118,72 +116,65 @@ DELTA_LIMIT = 100_000
 USE_CHECKPOINTS = True  # tests read each way
 
 
-async def _checkpoint(
+@dataclass(frozen=True, slots=True)
+class _Nearest:
+    """The two sets of rows an answer at a cut can start from."""
+
+    live_position: int  # of metering, the live rows have processed
+    live_calendar: tuple[str, int, int]  # they are bucketed with
+    checkpoint: int | None  # the latest usable one at or before the cut
+
+
+async def _nearest(
     conn: AsyncConnection[Any],
     tenant_id: str,
-    position: int,
-    bucketed: tuple[str, int, int],
+    calendar: CalendarAt,
     period: BillingPeriod,
-) -> int | None:
-    """The latest checkpoint at or before `position` that holds the period's
-    rows bucketed with the calendar `bucketed`."""
-    if not USE_CHECKPOINTS:
-        return None
-    timezone, anchor, grace = bucketed
+    position: int,
+) -> _Nearest:
+    """Where the live rows are and how they are bucketed, and the latest
+    checkpoint at or before `position` holding the period's rows bucketed
+    with `calendar` (one statement)."""
     cur = await conn.execute(
-        _CHECKPOINT_SQL,
-        {
+        _NEAREST_SQL,
+        _calendar_params(calendar)
+        | {
             "tenant": tenant_id,
             "cut_position": position,
-            "tz": timezone,
-            "anchor": anchor,
-            "grace": grace,
             "period_start": period.start,
+            "checkpoints": USE_CHECKPOINTS,
         },
         prepare=True,
     )
     row = await cur.fetchone()
-    return None if row is None or row[0] is None else int(row[0])
-
-
-_CHECKPOINT_SQL = SQL(
-    "SELECT max(position) FROM {marks} WHERE tenant_id = %(tenant)s"
-    " AND position <= %(cut_position)s AND timezone = %(tz)s"
-    " AND period_anchor_day = %(anchor)s AND grace_hours = %(grace)s"
-    " AND first_period <= %(period_start)s AND last_period >= %(period_start)s"
-).format(marks=Identifier(CHECKPOINT_MARKS))
-
-
-@dataclass(frozen=True, slots=True)
-class _Live:
-    position: int  # of metering, the live rows have processed
-    calendar: tuple[str, int, int]  # they are bucketed with
-
-
-async def _live(conn: AsyncConnection[Any], tenant_id: str) -> _Live:
-    cur = await conn.execute(_LIVE_SQL, {"tenant": tenant_id}, prepare=True)
-    row = await cur.fetchone()
     assert row is not None
-    position, timezone, anchor, grace = row
+    live, timezone, anchor, grace, checkpoint = row
     d = DEFAULT_CALENDAR
-    return _Live(
-        int(position),
+    return _Nearest(
+        int(live),
         (
             timezone or d.timezone,
             d.period_anchor_day if anchor is None else anchor,
             d.grace_hours if grace is None else grace,
         ),
+        None if checkpoint is None else int(checkpoint),
     )
 
 
-_LIVE_SQL = SQL(
+_NEAREST_SQL = SQL(
     "SELECT coalesce((SELECT notification_id FROM {tracking}"
     " WHERE application_name = 'metering'), 0),"
-    " c.timezone, c.period_anchor_day, c.grace_hours"
+    " c.timezone, c.period_anchor_day, c.grace_hours,"
+    " (SELECT max(position) FROM {marks} WHERE %(checkpoints)s"
+    "  AND tenant_id = %(tenant)s AND position <= %(cut_position)s"
+    "  AND timezone = %(tz)s AND period_anchor_day = %(anchor)s"
+    "  AND grace_hours = %(grace)s AND first_period <= %(period_start)s"
+    "  AND last_period >= %(period_start)s)"
     " FROM (SELECT 1) AS one LEFT JOIN {calendars} c ON c.tenant_id = %(tenant)s"
 ).format(
     tracking=Identifier(tracking_view(UsageDailyProjection)),
     calendars=Identifier(CALENDARS),
+    marks=Identifier(CHECKPOINT_MARKS),
 )
 
 

@@ -100,7 +100,7 @@ class PostgresUsageDailyView:
             )
         tenants = sorted(spans)
         self.cursor.execute(
-            _PENDING_ADD.format(pending=self.pending),
+            _PENDING_ADD.format(pending=self.pending, marks=self.marks),
             {
                 "tenants": tenants,
                 "counts": [spans[t][0] for t in tenants],
@@ -313,8 +313,9 @@ _PENDING_ADD = SQL(
     " ON CONFLICT (tenant_id) DO UPDATE SET entries = p.entries + EXCLUDED.entries,"
     " first_at = least(p.first_at, EXCLUDED.first_at),"
     " last_at = greatest(p.last_at, EXCLUDED.last_at)"
-    " RETURNING tenant_id, first_at, last_at,"
-    " entries >= greatest(%(every)s, last_rows) AS due"
+    " RETURNING tenant_id, first_at, last_at, entries >= greatest(%(every)s,"
+    " (SELECT m.rows FROM {marks} m WHERE m.tenant_id = p.tenant_id"
+    "  ORDER BY m.position DESC LIMIT 1)) AS due"
 )
 # Copies the tenant's rows of the periods first_period..last_period as they
 # stand, marks the checkpoint, and starts the count again.
@@ -335,10 +336,8 @@ WITH copied AS (
         grace_hours, first_period, last_period, rows)
     SELECT %(tenant)s, %(position)s, %(tz)s, %(anchor)s, %(grace)s,
            %(first_period)s, %(last_period)s, count(*) FROM copied
-    RETURNING rows
 )
-UPDATE {pending} SET entries = 0, first_at = 'infinity', last_at = '-infinity',
-    last_rows = (SELECT rows FROM marked)
+UPDATE {pending} SET entries = 0, first_at = 'infinity', last_at = '-infinity'
 WHERE tenant_id = %(tenant)s
 """
 )
@@ -408,8 +407,7 @@ class UsageDailyProjection(Projection):
         ),
         CHECKPOINT_PENDING: (
             "tenant_id text PRIMARY KEY, entries bigint NOT NULL,"
-            " first_at timestamptz NOT NULL, last_at timestamptz NOT NULL,"
-            " last_rows bigint NOT NULL DEFAULT 0"
+            " first_at timestamptz NOT NULL, last_at timestamptz NOT NULL"
         ),
     }
     indexes = (

@@ -6,6 +6,7 @@ of a recorded view, both derived again from the histories."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple
@@ -40,7 +41,7 @@ class Served(NamedTuple):
 ReadAnswer = Callable[[Any, SeriesSnapshot], Awaitable[bytes]]
 
 
-class SeriesViews:
+class SeriesViews(ABC):
     """The base of a service serving one daily-series read model."""
 
     kind: ClassVar[str]  # names the answers in cache keys
@@ -124,6 +125,7 @@ class SeriesViews:
         )
         return with_wait(body, recorded.waited())
 
+    @abstractmethod
     async def derive_at(
         self,
         conn: Any,
@@ -134,8 +136,8 @@ class SeriesViews:
     ) -> tuple[SeriesSnapshot, bytes]:
         """The snapshot and encoded answer to `params` (the view's recorded
         parameters) at `cut`, with periods resolved at `now`."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def audit_view(
         self,
         principal: Principal,
@@ -144,7 +146,6 @@ class SeriesViews:
         request_id: str,
     ) -> None:
         """Write the view's audit record (with replay_fields) before it is sent."""
-        raise NotImplementedError
 
     def replay_fields(
         self, served: Served, params: Mapping[str, Any]

@@ -272,7 +272,9 @@ def audit() -> None:
 @click.argument("audit_event_id", type=int)
 @click.option("--body/--no-body", default=False, help="Print the reproduced bytes")
 @click.option(
-    "--from-ledger", is_flag=True, help="Usage: sum the ledger, not today's rows"
+    "--from-ledger",
+    is_flag=True,
+    help="Sum the ledger, not today's daily rows or a read model's own days",
 )
 def audit_replay(audit_event_id: int, body: bool, from_ledger: bool) -> None:
     """Reproduce the view or export AUDIT_EVENT_ID (an id from GET
@@ -317,8 +319,9 @@ def audit_replay(audit_event_id: int, body: bool, from_ledger: bool) -> None:
 @click.option(
     "--from-ledger",
     is_flag=True,
-    help="Usage: sum every ledger entry up to each view's cut instead of"
-    " subtracting later ones from today's rows (slower, independent of them)",
+    help="Sum every ledger entry up to each view's cut instead of starting"
+    " from today's daily rows or a read model's own days (slower, independent"
+    " of them)",
 )
 def audit_verify(
     tenant: str | None, since: str | None, sample: int | None, from_ledger: bool

@@ -20,9 +20,11 @@ from psycopg.sql import SQL, Composed, Identifier
 REGISTRY = "billing_projections"
 
 
-def tracking_view(projection: type[Projection] | Projection) -> str:
-    """The stable view of a read model's tracking positions (one per upstream)."""
-    return f"{projection.name}_tracking"
+def tracking_view(projection: type[Projection] | Projection | str) -> str:
+    """The stable view of a read model's tracking positions (one per upstream);
+    the read model or its name."""
+    name = projection if isinstance(projection, str) else projection.name
+    return f"{name}_tracking"
 
 
 class Notified(NamedTuple):

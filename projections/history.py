@@ -34,6 +34,8 @@ from domain.values import tenant_settings_id
 # The usage read model's ledger (its stable view, the live version): metering
 # history indexed by tenant and time, one row per quantity-changing event.
 LEDGER = "billing_usage_ledger"
+# The usage read model that keeps it (how far its ledger goes: its tracking).
+LEDGER_KEEPER = "billing_usage_daily"
 SETTINGS_EVENTS = "tenant_settings_events"
 
 

@@ -166,13 +166,15 @@ class AnomalyService(SeriesViews):
         filters = {"period": period, "workspace_id": workspace_id, "status": status}
         return await self.view_at_cut(principal, filters, cut, request_id)
 
-    async def derive_at(
+    async def derive_at(  # noqa: PLR0913 - the view's question, cut and reading
         self,
         conn: Any,
         tenant: str,
         params: Mapping[str, Any],
         cut: Cut,
         now: datetime,
+        *,
+        from_ledger: bool = False,
     ) -> tuple[AnomalySnapshot, bytes]:
         snapshot, flags, unjudged = await anomalies_at(
             conn,
@@ -182,6 +184,7 @@ class AnomalyService(SeriesViews):
             params.get("status"),
             cut,
             now,
+            from_ledger=from_ledger,
         )
         body = self._encoder.encode(anomalies_out(tenant, snapshot, flags, unjudged))
         return snapshot, body

@@ -147,17 +147,25 @@ class ForecastService(SeriesViews):
         filters = {"period": period, "workspace_id": workspace_id}
         return await self.view_at_cut(principal, filters, cut, request_id)
 
-    async def derive_at(
+    async def derive_at(  # noqa: PLR0913 - the view's question, cut and reading
         self,
         conn: Any,
         tenant: str,
         params: Mapping[str, Any],
         cut: Cut,
         now: datetime,
+        *,
+        from_ledger: bool = False,
     ) -> tuple[ForecastSnapshot, bytes]:
         workspace_id = params.get("workspace_id")
         snapshot, row, lines = await forecast_at(
-            conn, tenant, params["period"], workspace_id, cut, now
+            conn,
+            tenant,
+            params["period"],
+            workspace_id,
+            cut,
+            now,
+            from_ledger=from_ledger,
         )
         body = self._encoder.encode(
             forecast_out(tenant, workspace_id, snapshot, row, lines)

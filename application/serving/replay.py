@@ -86,16 +86,19 @@ class ReplayService:
         self, record: RecordedView, *, from_ledger: bool = False
     ) -> Replayed:
         """The bytes of `record` derived again, in one snapshot of the history
-        (usage: with `from_ledger`, never from today's daily rows)."""
+        (with `from_ledger`, never from today's daily rows or a read model's
+        own days: every ledger entry up to the view's cut summed again)."""
         async with self.pool.connection() as conn, conn.transaction():
             if record.type == "UsageViewed":
                 body = await self.usage.replay(conn, record, from_ledger=from_ledger)
             elif record.type == "UsageExported":
                 body = await self.exports.replay(conn, record, from_ledger=from_ledger)
             elif record.type == "ForecastViewed":
-                body = await self.forecast.replay(conn, record)
+                body = await self.forecast.replay(conn, record, from_ledger=from_ledger)
             elif record.type == "AnomaliesViewed":
-                body = await self.anomalies.replay(conn, record)
+                body = await self.anomalies.replay(
+                    conn, record, from_ledger=from_ledger
+                )
             else:  # pragma: no cover - RecordedView admits only REPLAYABLE
                 raise NotReplayable(record.type)
         stored = None

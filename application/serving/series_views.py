@@ -117,25 +117,36 @@ class SeriesViews(ABC):
         await self.audit_view(principal, served, params, request_id)
         return body
 
-    async def replay(self, conn: Any, recorded: RecordedView) -> bytes:
+    async def replay(
+        self, conn: Any, recorded: RecordedView, *, from_ledger: bool = False
+    ) -> bytes:
         """The bytes of a recorded view, derived again from the histories at the
-        positions it recorded (in `conn`'s transaction)."""
+        positions it recorded (in `conn`'s transaction); with `from_ledger`,
+        never from the read model's own inputs."""
         _, body = await self.derive_at(
-            conn, recorded.tenant_id, recorded.params, recorded.cut(), recorded.now
+            conn,
+            recorded.tenant_id,
+            recorded.params,
+            recorded.cut(),
+            recorded.now,
+            from_ledger=from_ledger,
         )
         return with_wait(body, recorded.waited())
 
     @abstractmethod
-    async def derive_at(
+    async def derive_at(  # noqa: PLR0913 - the view's question, cut and reading
         self,
         conn: Any,
         tenant: str,
         params: Mapping[str, Any],
         cut: Cut,
         now: datetime,
+        *,
+        from_ledger: bool = False,
     ) -> tuple[SeriesSnapshot, bytes]:
         """The snapshot and encoded answer to `params` (the view's recorded
-        parameters) at `cut`, with periods resolved at `now`."""
+        parameters) at `cut`, with periods resolved at `now`; with
+        `from_ledger`, usage summed from every ledger entry up to the cut."""
 
     @abstractmethod
     async def audit_view(

@@ -46,15 +46,19 @@ async def anomalies_at(  # noqa: PLR0913 - the question and the point of the his
     status: str | None,
     cut: Cut,
     now: datetime,
+    *,
+    from_ledger: bool = False,
 ) -> tuple[SeriesSnapshot, list[FlagRow], list[Unjudged]]:
     """The snapshot, flags and series not evaluated that the anomaly reader
-    gave for `period` (resolved at `now`) when the read model stood at `cut`."""
+    gave for `period` (resolved at `now`) when the read model stood at `cut`
+    (series_history.series_at says what `from_ledger` changes)."""
     cut, series = await series_at(
         conn,
         tenant_id,
         cut,
-        AnomalyProjection.upstreams,
+        AnomalyProjection,
         late=anomaly_changes(()).late,
+        from_ledger=from_ledger,
     )
     asked = series.period(period, now)
     flags: list[Flag] = []

@@ -59,15 +59,19 @@ async def forecast_at(  # noqa: PLR0913 - the question and the point of the hist
     workspace_id: str | None,
     cut: Cut,
     now: datetime,
+    *,
+    from_ledger: bool = False,
 ) -> tuple[SeriesSnapshot, PeriodRow | None, list[LineRow]]:
     """The snapshot and rows the forecast reader gave for `period` (resolved at
-    `now`) when the read model stood at `cut`."""
+    `now`) when the read model stood at `cut` (series_history.series_at says
+    what `from_ledger` changes)."""
     cut, series = await series_at(
         conn,
         tenant_id,
         cut,
-        ForecastProjection.upstreams,
+        ForecastProjection,
         late=forecast_changes(()).late,
+        from_ledger=from_ledger,
     )
     prices = await prices_at(conn, tenant_id, cut)
     asked = series.period(period, now)

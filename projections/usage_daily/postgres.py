@@ -364,7 +364,7 @@ def daily_at_sql(where: Composable, alias: str = "d") -> Composed:
 class UsageDailyProjection(Projection):
     """Projects metering history and tenant calendars into daily usage."""
 
-    name = "billing_usage_daily"
+    name = history.LEDGER_KEEPER
     upstreams = ("tenant_settings", "metering")
     tables = {
         LEDGER: (
@@ -416,6 +416,8 @@ class UsageDailyProjection(Projection):
         # workspace's entries of a period.
         (LEDGER, "tenant_position", "tenant_id, position"),
         (LEDGER, "tenant_workspace", "tenant_id, workspace_id, occurred_at"),
+        # The latest recorded at a point of the history (series_history.py).
+        (LEDGER, "tenant_recorded", "tenant_id, recorded_at"),
         (DAILY, "tenant_workspace", "tenant_id, workspace_id, usage_date"),
         (CHECKPOINTS, "tenant_position", "tenant_id, position, usage_date"),
     )

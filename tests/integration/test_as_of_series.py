@@ -12,6 +12,7 @@ after the read models and the ledger are rebuilt.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -113,16 +114,29 @@ async def live(
 
 
 async def as_of(
-    conn: psycopg.AsyncConnection[Any], q: Question, cut: Cut, now: datetime
+    conn: psycopg.AsyncConnection[Any],
+    q: Question,
+    cut: Cut,
+    now: datetime,
+    *,
+    from_ledger: bool = False,
 ) -> bytes:
-    """The answer derived from the histories at `cut`."""
+    """The answer derived from the histories at `cut`: from the read model's
+    own days less what came later where it can, or every ledger entry."""
     if q.model == FORECAST:
         snapshot, row, lines = await forecast_at(
-            conn, q.tenant, q.period, q.workspace, cut, now
+            conn, q.tenant, q.period, q.workspace, cut, now, from_ledger=from_ledger
         )
         return _encode(forecast_out(q.tenant, q.workspace, snapshot, row, lines))
     snapshot, flags, unjudged = await anomalies_at(
-        conn, q.tenant, q.period, q.workspace, q.status, cut, now
+        conn,
+        q.tenant,
+        q.period,
+        q.workspace,
+        q.status,
+        cut,
+        now,
+        from_ledger=from_ledger,
     )
     return _encode(anomalies_out(q.tenant, snapshot, flags, unjudged))
 
@@ -136,15 +150,19 @@ def read_live(settings: Settings, qs: list[Question], now: datetime) -> list[Ser
 
 
 def mismatches(settings: Settings, served: list[Served]) -> list[str]:
-    """The answers derived at each one's cut that differ from what was served."""
+    """The answers derived at each one's cut (both ways) that differ from what
+    was served."""
 
     async def run() -> list[str]:
         found = []
         async with await psycopg.AsyncConnection.connect(settings.conninfo()) as conn:
-            for s in served:
-                derived = await as_of(conn, s.question, s.cut, s.now)
+            for s, from_ledger in itertools.product(served, (False, True)):
+                derived = await as_of(
+                    conn, s.question, s.cut, s.now, from_ledger=from_ledger
+                )
                 if derived != s.body:
-                    found.append(f"{s.question} at {s.cut.positions}:\n"
+                    found.append(f"{s.question} at {s.cut.positions}"
+                                 f" (from the ledger: {from_ledger}):\n"
                                  f"  served  {s.body.decode()}\n"
                                  f"  derived {derived.decode()}")  # fmt: skip
         return found

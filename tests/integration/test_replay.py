@@ -3,6 +3,7 @@ are refused (the properties are in test_replay_properties.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,11 @@ import pytest
 from litestar.testing import TestClient
 
 from application.settings import Settings
+from projections import series_history
+from projections.anomalies.postgres import AnomalyProjection, anomaly_changes
+from projections.forecast.changes import forecast_changes
+from projections.forecast.postgres import ForecastProjection
+from projections.history import Cut
 from projections.usage_daily import as_of
 from projections.usage_daily import postgres as usage_postgres
 from tests.support import auth, caught_up, env_for, event
@@ -305,3 +311,91 @@ def test_usage_as_of_from_a_checkpoint_is_every_entry_up_to_the_cut(
             answers.append((body["rows"], body["totals"]))
             assert sum(Decimal(r["quantity"]) for r in body["rows"]) == expected
         assert answers[0] == answers[1] == answers[2], position
+
+
+def test_series_at_a_cut_from_a_read_models_days_is_every_entry_up_to_it(
+    client: TestClient[Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forecast's and the anomaly flags' inputs at every metering position,
+    read from each read model's own days less the days touched after the
+    cut, equal those summed again from every ledger entry up to the cut:
+    with usage late enough to restate its day, amended and voided after the
+    days it touched, over workspaces and days, and across a calendar change
+    (before which the days, bucketed in another time zone, cannot be used)."""
+    projector = client.app.state.services.write_side.projector
+    ops = auth(settings, TENANT, "ops")
+
+    def project() -> None:
+        for name in ("billing_usage_daily", "billing_forecast", "billing_anomalies"):
+            while projector.advance(name):
+                pass
+
+    head = 0
+    for k in range(6):
+        head = send(
+            client,
+            settings,
+            [
+                event(
+                    f"s{k}",
+                    workspace=f"ws_{k % 2}",
+                    area=("compute", "storage")[k % 3 == 0],
+                    quantity=f"{k + 1}.5",
+                    at=DAY - timedelta(days=k % 4, hours=k),
+                ),
+                event(f"late{k}", quantity="0.25", at=DAY - timedelta(days=3)),
+            ],
+        )
+        project()
+    for body in (
+        {"action": "amend", "event_id": "s1", "quantity": "9", "reason": "test"},
+        {"action": "void", "event_id": "s4", "reason": "test"},
+    ):
+        response = client.post("/api/metering/corrections", json=body, headers=ops)
+        assert response.status_code == 200, response.text
+        project()
+    used: list[bool] = []
+    read_model_days = series_history._days_from_read_model
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        found = await read_model_days(*args, **kwargs)
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr(series_history, "_days_from_read_model", counted)
+
+    async def compare(head: int) -> int:
+        compared = 0
+        async with await psycopg.AsyncConnection.connect(settings.conninfo()) as conn:
+            for position in range(1, head + 1):
+                for model, late in (
+                    (ForecastProjection, forecast_changes(()).late),
+                    (AnomalyProjection, anomaly_changes(()).late),
+                ):
+                    cut = Cut({"metering": position})
+                    _, days = await series_history.series_at(
+                        conn, TENANT, cut, model, late=late
+                    )
+                    _, summed = await series_history.series_at(
+                        conn, TENANT, cut, model, late=late, from_ledger=True
+                    )
+                    assert days == summed, (position, model.name)
+                    compared += bool(summed.usage)
+        return compared
+
+    assert asyncio.run(compare(head)) >= 20
+    assert used
+    assert all(used)  # every cut from the read models' days
+    used.clear()
+
+    response = client.patch(
+        "/api/ops/settings", json={"timezone": "Asia/Kolkata"}, headers=ops
+    )
+    assert response.status_code == 200, response.text
+    head = max(head, send(client, settings, [event("after", quantity="4")]))
+    project()
+    assert asyncio.run(compare(head)) >= 20
+    # The days before the calendar change are bucketed in UTC, the read
+    # models' now in Asia/Kolkata: those cuts sum every entry again.
+    assert used.count(True) == 2  # the cut after it, in each read model
+    assert used.count(False) >= 20

@@ -38,6 +38,7 @@ Everything is a function of the arguments: no clock, no randomness.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -483,7 +484,17 @@ def _damped(ahead: int) -> float:
 
 def _chosen_smoother(values: Sequence[float]) -> tuple[float, float, float | None]:
     """The (alpha, beta) whose week-ahead forecasts erred least over the last
-    weeks, and that error (mean absolute log ratio; None: too few weeks)."""
+    weeks, and that error (mean absolute log ratio; None: too few weeks).
+
+    A pure function of the complete days, the costliest part of a forecast:
+    remembered by them, so forecasts made again on the same days (every
+    re-projection of a period during one day, its backtests, replays and
+    as-of reads of nearby points) fit the smoother once."""
+    return _fitted_smoother(tuple(values))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _fitted_smoother(values: tuple[float, ...]) -> tuple[float, float, float | None]:
     origins = range(2 * WEEK - 1, len(values) - WEEK)
     if len(origins) < MIN_FIT_ORIGINS:
         return *DEFAULT_SMOOTHER, None

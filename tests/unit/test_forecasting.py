@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain import forecasting
 from domain.forecasting import (
     MIN_RESIDUALS,
     DailySeries,
@@ -373,3 +374,45 @@ def test_a_series_is_consecutive_days_each_with_a_quantity(
 ) -> None:
     with pytest.raises(InvalidValue):
         DailySeries(days, quantities)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weeks=st.lists(
+        st.lists(st.sampled_from([0.0, 3.0, 7.5, 12.0, 40.0]), min_size=7, max_size=7),
+        min_size=3,
+        max_size=8,
+    ),
+    today=st.sampled_from([0.0, 0.3, 0.8]),
+)
+def test_a_remembered_smoother_gives_the_forecast_worked_out_afresh(
+    weeks: list[list[float]], today: float
+) -> None:
+    """The smoother is remembered by the days it is fitted on: forecasts of
+    series sharing days, made after the cache has filled, equal the same
+    forecasts made from a cold start."""
+    start = date(2026, 11, 1)
+    days = [q for week in weeks for q in week]
+    first = start - timedelta(days=len(days) - 10)
+    history = DailySeries(
+        tuple(first + timedelta(days=i) for i in range(len(days))),
+        tuple(Decimal(str(q)) for q in days),
+    )
+    progress = PeriodProgress(
+        start,
+        date(2026, 12, 1),
+        datetime.combine(history.days[-1], time(), UTC) + timedelta(days=today),
+        today,
+    )
+    shifted = DailySeries(history.days, (*history.quantities[1:], Decimal(5)))
+
+    forecasting._fitted_smoother.cache_clear()
+    cold = forecast_quantity(history, progress)
+    forecast_quantity(shifted, progress)
+    warm = [forecast_quantity(history, progress) for _ in range(2)]
+    forecasting._fitted_smoother.cache_clear()
+
+    assert warm == [cold, cold]
+    assert forecasting._chosen_smoother(days) == (
+        forecasting._fitted_smoother.__wrapped__(tuple(days))
+    )

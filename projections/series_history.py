@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -71,6 +71,10 @@ class SeriesAt:
     recorded: datetime | None  # the tenant's latest recorded usage
     usage: SeriesDays  # every local day that has a ledger entry
     first_days: dict[SeriesKey, date]
+    # Read from the read model's own days, which are the days at the cut
+    # before this one (no entry after the cut touched them); None: summed
+    # from the ledger. Not an input: how they were read.
+    unchanged_before: date | None = field(default=None, compare=False)
 
     @property
     def observed(self) -> datetime | None:
@@ -134,8 +138,12 @@ async def series_at(  # noqa: PLR0913 - the question, and how to read it
             conn, read_model, tenant_id, cut, calendar.timezone, late
         )
     if found is None:
-        found = await _usage_days(conn, tenant_id, cut, calendar.timezone, late)
-    usage, recorded = found
+        usage, recorded = await _usage_days(
+            conn, tenant_id, cut, calendar.timezone, late
+        )
+        unchanged_before = None
+    else:
+        usage, recorded, unchanged_before = found
     series = SeriesAt(
         TenantCalendar(
             tenant_id,
@@ -149,6 +157,7 @@ async def series_at(  # noqa: PLR0913 - the question, and how to read it
         recorded,
         usage,
         {key: min(days) for key, days in usage.items()},
+        unchanged_before,
     )
     return cut, series
 
@@ -216,12 +225,13 @@ async def _days_from_read_model(  # noqa: PLR0913 - the question, where to read
     cut: Cut,
     timezone: str,
     late: timedelta,
-) -> tuple[SeriesDays, datetime | None] | None:
-    """The tenant's days at `cut` from `read_model`'s own days (None: they
-    cannot give them). They can when they are bucketed in the time zone at
-    the cut and have processed the cut, and the ledger holds every entry they
-    hold: then the days no entry after the cut touched are the days at the
-    cut, and the others are summed again from the entries up to the cut."""
+) -> tuple[SeriesDays, datetime | None, date] | None:
+    """The tenant's days at `cut` from `read_model`'s own days, the latest
+    recorded usage and the first day an entry after the cut touched (None:
+    they cannot give them). They can when they are bucketed in the time zone
+    at the cut and have processed the cut, and the ledger holds every entry
+    they hold: then the days no entry after the cut touched are the days at
+    the cut, and the others are summed again from the entries up to it."""
     tables = _read_model_tables(read_model)
     cur = await conn.cursor(row_factory=tuple_row).execute(
         tables.where, {"tenant": tenant_id}, prepare=True
@@ -248,13 +258,15 @@ async def _days_from_read_model(  # noqa: PLR0913 - the question, where to read
         tables.days, params, prepare=True
     )
     usage: SeriesDays = defaultdict(dict)
-    for ws, area, unit, day, quantity, restated, latest in await cur.fetchall():
+    touched = date.max
+    for ws, area, unit, day, quantity, restated, latest, later in await cur.fetchall():
         usage[SeriesKey(ws, area, unit)][day] = DayUsage(quantity, restated, latest)
+        touched = min(touched, later or date.max)
     # The latest recorded at the cut: down the ledger's (tenant, recorded_at)
     # index from the latest, past what was recorded after the cut.
     cur = await conn.execute(_RECORDED_SQL, params, prepare=True)
     found = await cur.fetchone()
-    return dict(usage), None if found is None else found[0]
+    return dict(usage), None if found is None else found[0], touched
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,19 +294,22 @@ def _read_model_tables(read_model: type[Projection]) -> _Statements:
     ).format(**names)
     # The days the entries after the cut that the read model's days hold
     # touched; the read model's other days; those days summed again from the
-    # entries up to the cut (by the ledger's tenant, workspace and time index).
+    # entries up to the cut (by the ledger's tenant, workspace and time index);
+    # on every row, the first day touched.
     days = SQL(
         "WITH later AS MATERIALIZED (SELECT DISTINCT workspace_id, product_area,"
         f" unit, {_DAY.format(t='')} AS usage_date FROM {{ledger}}"
         " WHERE tenant_id = %(tenant)s"
         " AND position > %(cut_position)s AND position <= %(processed)s)"
         " SELECT d.workspace_id, d.product_area, d.unit, d.usage_date, d.quantity,"
-        " d.restated, d.position FROM {days} d WHERE d.tenant_id = %(tenant)s"
+        " d.restated, d.position, (SELECT min(usage_date) FROM later)"
+        " FROM {days} d WHERE d.tenant_id = %(tenant)s"
         " AND NOT EXISTS (SELECT 1 FROM later x"
         "  WHERE (x.workspace_id, x.product_area, x.unit, x.usage_date)"
         "  = (d.workspace_id, d.product_area, d.unit, d.usage_date))"
         " UNION ALL SELECT x.workspace_id, x.product_area, x.unit, x.usage_date,"
-        f" {_SUMS.format(t='l.')} FROM later x JOIN {{ledger}} l"
+        f" {_SUMS.format(t='l.')}, (SELECT min(usage_date) FROM later)"
+        " FROM later x JOIN {ledger} l"
         " ON l.tenant_id = %(tenant)s AND l.workspace_id = x.workspace_id"
         " AND l.occurred_at >= (x.usage_date::timestamp AT TIME ZONE %(tz)s)"
         " AND l.occurred_at < ((x.usage_date + 1)::timestamp AT TIME ZONE %(tz)s)"

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from eventsourcing.utils import get_topic
 from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from domain.budget import BudgetHistory
@@ -35,7 +36,9 @@ from projections.forecast.estimate import (
 )
 from projections.forecast.postgres import (
     LINE_COLUMNS,
+    LINES,
     PERIOD_COLUMNS,
+    TENANTS,
     ForecastProjection,
     line_row,
     period_row,
@@ -49,7 +52,7 @@ from projections.series_history import (
     series_at,
     trimmed,
 )
-from projections.usage_series import SeriesKey, SeriesSnapshot
+from projections.usage_series import SeriesKey, SeriesSnapshot, default_calendar
 
 
 async def forecast_at(  # noqa: PLR0913 - the question and the point of the history
@@ -75,7 +78,8 @@ async def forecast_at(  # noqa: PLR0913 - the question and the point of the hist
     )
     prices = await prices_at(conn, tenant_id, cut)
     asked = series.period(period, now)
-    estimate = answer_at(series, prices, asked)
+    kept = await kept_residuals(conn, series, asked)
+    estimate = answer_at(series, prices, asked, kept)
     row, lines = rows_of(conn, estimate, workspace_id)
     return series.snapshot(asked), row, lines
 
@@ -149,7 +153,10 @@ async def prices_at(conn: AsyncConnection[Any], tenant_id: str, cut: Cut) -> Pri
 
 
 def answer_at(
-    series: SeriesAt, prices: PricesAt, period: BillingPeriod
+    series: SeriesAt,
+    prices: PricesAt,
+    period: BillingPeriod,
+    kept: KeptResiduals | None = None,
 ) -> PeriodEstimate | None:
     """The estimate the read model holds for `period` (None: no row): as
     `reproject` makes it, a past period listing only the lines used in it."""
@@ -160,30 +167,99 @@ def answer_at(
     current = series.calendar.period_at(observed)
     if period.start > current.start:
         return None  # not started: never projected
-    estimate = _estimate(series, period, own_residuals(series, period), prices)
+    residuals = own_residuals(series, period, kept)
+    estimate = _estimate(series, period, residuals, prices)
     if period.start == current.start:
         return estimate
     return _used(estimate)
 
 
 def own_residuals(
-    series: SeriesAt, period: BillingPeriod
+    series: SeriesAt, period: BillingPeriod, kept: KeptResiduals | None = None
 ) -> dict[SeriesKey, list[float]]:
     """ForecastView.own_residuals: the backtests of the lines of every period
     before `period` that has a row, oldest first (they do not depend on the
-    residuals, prices or budget a period is estimated with)."""
+    residuals, prices or budget a period is estimated with): those `kept`
+    has, else worked out again."""
     found: dict[SeriesKey, list[float]] = defaultdict(list)
     if not series.first_days:
         return found
     calendar = series.calendar
     earlier = calendar.period_of(min(series.first_days.values()))
     while earlier.start < period.start:
-        estimate = _used(_estimate(series, earlier, {}, None))
-        for line in estimate.lines if estimate else ():
-            if line.residuals is not None:
-                found[line.key].extend(line.residuals)
+        if kept is not None and earlier.start in kept:
+            for key, residuals in kept[earlier.start].items():
+                found[key].extend(residuals)
+        else:
+            estimate = _used(_estimate(series, earlier, {}, None))
+            for line in estimate.lines if estimate else ():
+                if line.residuals is not None:
+                    found[line.key].extend(line.residuals)
         earlier = calendar.period_of(earlier.end)
     return found
+
+
+# Period start -> each line's backtests, of the closed periods whose stored
+# rows are the rows at the cut.
+KeptResiduals = dict[date, dict[SeriesKey, list[float]]]
+
+_KEPT_SQL = SQL(
+    "SELECT period_start, workspace_id, product_area, unit, residuals FROM {lines}"
+    " WHERE tenant_id = %(tenant)s AND period_start < %(before)s"
+    " AND residuals IS NOT NULL"
+    " AND EXISTS (SELECT 1 FROM {tenants} WHERE tenant_id = %(tenant)s"
+    "  AND coalesce(timezone, %(default_tz)s) = %(tz)s"
+    "  AND coalesce(anchor_day, %(default_anchor)s) = %(anchor)s"
+    "  AND coalesce(grace_hours, %(default_grace)s) = %(grace)s)"
+).format(lines=Identifier(LINES), tenants=Identifier(TENANTS))
+
+
+async def kept_residuals(
+    conn: AsyncConnection[Any], series: SeriesAt, period: BillingPeriod
+) -> KeptResiduals | None:
+    """The backtests the read model stores for the periods before `period`
+    that are the same at the cut: read from its own days, which no entry
+    after the cut changed up to the period's end, closed at the cut and
+    bucketed with the calendar at the cut (the same rows by the rules the
+    read model keeps: its rows are the answers to its inputs). None: none is."""
+    before = series.unchanged_before
+    observed = series.observed
+    if before is None or observed is None or not series.first_days:
+        return None
+    calendar = series.calendar
+    same: list[date] = []
+    earlier = calendar.period_of(min(series.first_days.values()))
+    while (
+        earlier.start < period.start
+        and earlier.end <= before
+        and earlier.closes_at <= observed
+    ):
+        same.append(earlier.start)
+        earlier = calendar.period_of(earlier.end)
+    if not same:
+        return None
+    d = default_calendar(calendar.tenant_id)
+    cur = await conn.cursor(row_factory=tuple_row).execute(
+        _KEPT_SQL,
+        {
+            "tenant": calendar.tenant_id,
+            "before": earlier.start,
+            "tz": calendar.timezone,
+            "anchor": calendar.anchor_day,
+            "grace": calendar.grace_hours,
+            "default_tz": d.timezone,
+            "default_anchor": d.anchor_day,
+            "default_grace": d.grace_hours,
+        },
+        prepare=True,
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        return None  # bucketed with another calendar, or no line backtested
+    kept: KeptResiduals = {start: {} for start in same}
+    for start, workspace, area, unit, residuals in rows:
+        kept[start][SeriesKey(workspace, area, unit)] = residuals
+    return kept
 
 
 def _estimate(

@@ -126,8 +126,14 @@ def series_of(
     """Consecutive days first..last, the days with no usage as zero."""
     if last < first:
         return DailySeries((), ())
-    days = tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
+    days = _days(first, last)
     return DailySeries(days, tuple(quantities.get(d, ZERO) for d in days))
+
+
+@functools.lru_cache(maxsize=512)
+def _days(first: date, last: date) -> tuple[date, ...]:
+    """first..last (every line of a period reads the same span)."""
+    return tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
 
 
 def with_tenant_lines(

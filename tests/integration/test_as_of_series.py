@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 import msgspec
@@ -34,10 +34,12 @@ from domain.tenant_settings import BillingSettings
 from projections.anomalies.as_of import anomalies_at
 from projections.anomalies.postgres import AnomalyProjection
 from projections.anomalies.reader import AnomalyReader
-from projections.forecast.as_of import forecast_at
+from projections.forecast.as_of import forecast_at, kept_residuals, own_residuals
+from projections.forecast.changes import forecast_changes
 from projections.forecast.postgres import ForecastProjection
 from projections.forecast.reader import ForecastReader
 from projections.history import Cut, position_at
+from projections.series_history import series_at
 from tests.harness import Harness, harness_for
 from tests.integration import test_anomaly_properties as anomaly_histories
 from tests.integration import test_forecast_properties as forecast_histories
@@ -410,6 +412,73 @@ def test_an_answer_as_of_an_instant_is_the_one_at_the_positions_reached_then(
     bodies = [s.body for _, answers in served for s in answers]
     assert any(b'"acknowledgement"' in b for b in bodies)
     assert any(b'"status":"cleared"' in b for b in bodies)
+
+
+# --- backtests a forecast at a cut rests on ---------------------------------------
+
+
+def test_a_forecast_at_a_cut_rests_on_the_backtests_of_the_periods_closed_then(
+    settings: Settings,
+) -> None:
+    """A period in its grace days at a cut has no backtests there, though the
+    read model keeps them once it closed: a forecast at the cut rests on the
+    backtests of the periods closed at the cut (those the read model kept
+    where nothing after the cut changed them), as if summed from the ledger."""
+    with fresh_store(settings, 40) as ws, harness_for(ws, START) as h:
+        anomaly_histories.base(h)  # Aug 3 to Oct 11
+        for i in range(anomaly_histories.BASE_DAYS, 91):  # to Nov 1, 12:00
+            day = START + timedelta(days=i, hours=12)
+            h.send("t_a", [usage_event(f"more-{i}", day)], at=day + timedelta(hours=1))
+        for name in (LEDGER_MODEL, FORECAST):
+            while ws.projector.advance(name):
+                pass
+        in_grace = head(ws.settings)  # October closes on Nov 4 (72 h of grace)
+        ws.clock.record_tick(datetime(2026, 11, 5, tzinfo=UTC))
+        h.send("t_a", [usage_event("nov-2", datetime(2026, 11, 2, 9, tzinfo=UTC))],
+               at=datetime(2026, 11, 5, 1, tzinfo=UTC))  # fmt: skip
+        for name in (LEDGER_MODEL, FORECAST):
+            while ws.projector.advance(name):
+                pass
+        closed = head(ws.settings)
+
+        async def kept_at(position: int) -> set[date]:
+            async with await psycopg.AsyncConnection.connect(
+                ws.settings.conninfo()
+            ) as conn:
+                cut = Cut({"metering": position})
+                model, late = ForecastProjection, forecast_changes(()).late
+                _, days = await series_at(conn, "t_a", cut, model, late=late)
+                _, summed = await series_at(
+                    conn, "t_a", cut, model, late=late, from_ledger=True
+                )
+                assert summed.observed is not None
+                period = summed.period("current", summed.observed)
+                kept = await kept_residuals(conn, days, period)
+                assert own_residuals(days, period, kept) == own_residuals(
+                    summed, period
+                )
+                return set(kept or ())
+
+        october = date(2026, 10, 1)
+        assert asyncio.run(kept_at(in_grace)) == {date(2026, 8, 1), date(2026, 9, 1)}
+        assert october in asyncio.run(kept_at(closed))
+
+
+def usage_event(event_id: str, at: datetime) -> dict[str, str]:
+    return {
+        "id": event_id,
+        "workspace_id": "ws_a",
+        "product_area": "compute",
+        "unit": "vcpu_hour",
+        "quantity": "100",
+        "timestamp": at.isoformat(),
+    }
+
+
+def head(settings: Settings) -> int:
+    with psycopg.connect(settings.conninfo()) as conn:
+        row = conn.execute("SELECT max(notification_id) FROM metering_events")
+        return int(row.fetchone()[0])  # type: ignore[index]
 
 
 START = anomaly_histories.START

@@ -20,6 +20,8 @@ cache is off (as query.py's "uncached"), one client throughout:
   in-process until it has them), then GET /api/audit/views/{id}/replay;
   reference, the live read of the same view, uncached. Every replay must say
   `verified`.
+- as-of forecast and anomalies, whole tenant, --heavy times at each of the
+  as-of usage instants (after the replays, so those start from cold caches).
 - `billing audit verify --tenant t_bench --since <before them>` after --views
   views of mixed kinds: the views per second it prints, and its exit status.
 """
@@ -34,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -72,6 +74,10 @@ VIEW_TYPES = {
     "anomalies": "AnomaliesViewed",
 }
 AS_OF_TARGETS = {"whole tenant": "p95 <= 250 ms", "one workspace": "p95 <= 50 ms"}
+AS_OF_SERIES = {
+    "forecast": "/api/audit/forecast?as_of={at}&period=current",
+    "anomalies": "/api/audit/anomalies?as_of={at}&period=current",
+}
 AUDIT_LOG = "billing_audit_log"
 USAGE_DAILY = "billing_usage_daily"
 SEED_BATCH = 100_000  # events per projection batch while seeding (in-process)
@@ -217,6 +223,10 @@ class Results:
     live: dict[str, list[float]] = field(default_factory=dict)
     as_of: dict[str, list[float]] = field(default_factory=dict)
     as_of_rows: list[tuple[float, datetime, int, int]] = field(default_factory=list)
+    as_of_series: dict[tuple[str, float, datetime], list[float]] = field(
+        default_factory=dict
+    )
+    entries_after: dict[datetime, int] = field(default_factory=dict)
     replay: dict[str, list[float]] = field(default_factory=dict)
     verified: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     verify_line: str = ""
@@ -258,6 +268,35 @@ def measure_as_of(
                 body = msgspec.json.decode(reply.body)
                 count = sum(int(r["source_event_count"]) for r in body["rows"])
                 out.as_of_rows.append((fraction, instant, len(body["rows"]), count))
+
+
+def measure_as_of_series(  # noqa: PLR0913 - the run's context
+    args: argparse.Namespace,
+    bench: Bench,
+    port: int,
+    auditor: str,
+    instants: list[tuple[float, datetime]],
+    out: Results,
+) -> None:
+    """The forecast and the flags as of each instant, --heavy times each (the
+    later the instant, the fewer entries came after it: from the read
+    model's own days less those, else from every ledger entry)."""
+    with psycopg.connect(bench.settings.conninfo()) as conn:
+        for _, instant in instants:
+            row = conn.execute(
+                "SELECT count(*) FROM billing_usage_ledger WHERE recorded_at > %s",
+                (instant,),
+            ).fetchone()
+            assert row is not None
+            out.entries_after[instant] = int(row[0])
+    for kind, path in AS_OF_SERIES.items():
+        for fraction, instant in instants:
+            at = quote(instant.isoformat())
+            request = get_request(path.format(at=at), auditor)
+            seconds, answers = replies(port, [request] * args.heavy)
+            for a in answers:
+                ok(a, f"as-of {kind}")
+            out.as_of_series[(kind, fraction, instant)] = seconds
 
 
 def measure_replay(
@@ -337,8 +376,9 @@ def measure_verify(  # noqa: PLR0913 - what the views and the CLI need
     out: Results,
 ) -> None:
     """`billing audit verify` over --views views made just before."""
-    since = datetime.now(UTC).replace(microsecond=0)
-    time.sleep(1.01)  # --since has whole seconds here; nothing earlier counts
+    # --since has whole seconds here: the next one, so nothing earlier counts
+    since = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    time.sleep((since - datetime.now(UTC)).total_seconds() + 0.01)
     requests, out.verify_views = verify_views(tokens, instants, args.views)
     _, views = replies(port, requests)
     log.ids([ok(v, "view").headers[b"x-request-id"].decode() for v in views])
@@ -381,6 +421,16 @@ def print_as_of(report: Report, out: Results) -> None:
         for p in (50, 95):
             ratio = ratio_text(percentile(seconds, p), percentile(live, p))
             report.ratio(f"as-of / live, {scope}, p{p}", ratio)
+
+
+def print_as_of_series(report: Report, out: Results) -> None:
+    for (kind, fraction, instant), seconds in out.as_of_series.items():
+        after = out.entries_after[instant]
+        report.figure(
+            f"as-of {kind}, whole tenant, at {fraction:.0%}"
+            f" ({after:,} ledger entries after)",
+            latency_text(seconds),
+        )
 
 
 def print_replay(report: Report, out: Results) -> None:
@@ -444,6 +494,7 @@ def main() -> None:
             run(args, bench, server, tokens, instants, out)
         print_as_of(report, out)
         print_replay(report, out)
+        print_as_of_series(report, out)
         print_verify(report, out)
 
 
@@ -494,6 +545,8 @@ def run(  # noqa: PLR0913 - the run's whole context
     try:
         progress("replays")
         measure_replay(args, port, tokens, log, out)
+        progress("as-of forecast and anomalies")
+        measure_as_of_series(args, bench, port, tokens["auditor"], instants, out)
         progress(f"billing audit verify over {args.views} views")
         measure_verify(bench, port, tokens, instants, log, args, out)
     finally:

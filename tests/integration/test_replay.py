@@ -408,6 +408,14 @@ def test_series_at_a_cut_from_a_read_models_days_is_every_entry_up_to_it(
     # one before them only before (then, the corrected days came after).
     assert {0, 1, 2} <= set(kept_periods), kept_periods
     used.clear()
+    # With more of the tenant's entries after the cut than DELTA_LIMIT, every
+    # entry up to the cut is summed again.
+    with monkeypatch.context() as patched:
+        patched.setattr(series_history, "DELTA_LIMIT", 3)
+        assert asyncio.run(compare(head)) >= 20
+    assert True in used
+    assert False in used
+    used.clear()
 
     response = client.patch(
         "/api/ops/settings", json={"timezone": "Asia/Kolkata"}, headers=ops

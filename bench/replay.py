@@ -47,6 +47,7 @@ from common import (
     Bench,
     Report,
     Server,
+    analyze,
     base_arguments,
     latency_text,
     percentile,
@@ -509,6 +510,7 @@ def rebuild_usage(bench: Bench, batch: int) -> str:
         seconds = time.perf_counter() - started
     finally:
         ws.close()
+    analyze(bench.settings)  # the rebuilt tables too (autovacuum is off here)
     with psycopg.connect(bench.settings.conninfo()) as conn:
         marks = conn.execute(
             "SELECT count(*), coalesce(sum(rows), 0)"

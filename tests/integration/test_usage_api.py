@@ -42,6 +42,8 @@ def usage(
 @pytest.fixture
 def seeded(client: TestClient[Any], settings: Settings, projecting: Any) -> int:
     day1, day2 = THIS_MONTH + timedelta(hours=1), THIS_MONTH + timedelta(hours=30)
+    if day2 + timedelta(hours=1) > NOW:
+        pytest.skip("the month's first 31 hours: this usage would be in the future")
     return ingest(
         client,
         settings,

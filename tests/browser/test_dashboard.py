@@ -221,6 +221,9 @@ def test_switching_period_and_filters_updates_everything(
 
     choose(page, "#period", "previous")  # a closed period: its actuals
     forecast = demo.get("/api/billing/forecast", period="previous")
+    if forecast["status"] != "closed":
+        # The month's first days: the previous period is in its grace hours.
+        pytest.skip("the previous period is still in its grace hours")
     usage = demo.get(
         "/api/billing/usage", period="previous", group_by="workspace,product_area"
     )
@@ -443,6 +446,9 @@ def test_the_dashboard_has_no_serious_accessibility_violations(
     page.click("#daily-details summary")  # the chart's table too
 
     found = axe(page)
+    if not page.locator("[data-open]").count():
+        # The month's first hours: no flag yet in the current period.
+        choose(page, "#period", "previous")
     page.locator("[data-open]").first.click()
     found += axe(page)  # with the anomaly dialog open
 

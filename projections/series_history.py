@@ -264,11 +264,11 @@ async def _days_from_read_model(  # noqa: PLR0913 - the question, where to read
     cur = await conn.cursor(row_factory=tuple_row).execute(
         tables.days, params, prepare=True
     )
+    rows = await cur.fetchall()
     usage: SeriesDays = defaultdict(dict)
-    touched = date.max
-    for ws, area, unit, day, quantity, restated, latest, later in await cur.fetchall():
+    for ws, area, unit, day, quantity, restated, latest, _ in rows:
         usage[SeriesKey(ws, area, unit)][day] = DayUsage(quantity, restated, latest)
-        touched = min(touched, later or date.max)
+    touched = (rows[0][7] if rows else None) or date.max  # the same on every row
     # The latest recorded at the cut: down the ledger's (tenant, recorded_at)
     # index from the latest, past what was recorded after the cut.
     cur = await conn.execute(_RECORDED_SQL, params, prepare=True)

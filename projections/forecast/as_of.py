@@ -9,10 +9,11 @@ again the same way, and the rows as the reader returns them.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -182,11 +183,7 @@ def own_residuals(
     residuals, prices or budget a period is estimated with): those `kept`
     has, else worked out again."""
     found: dict[SeriesKey, list[float]] = defaultdict(list)
-    if not series.first_days:
-        return found
-    calendar = series.calendar
-    earlier = calendar.period_of(min(series.first_days.values()))
-    while earlier.start < period.start:
+    for earlier in _periods_before(series, period):
         if kept is not None and earlier.start in kept:
             for key, residuals in kept[earlier.start].items():
                 found[key].extend(residuals)
@@ -195,8 +192,18 @@ def own_residuals(
             for line in estimate.lines if estimate else ():
                 if line.residuals is not None:
                     found[line.key].extend(line.residuals)
-        earlier = calendar.period_of(earlier.end)
     return found
+
+
+def _periods_before(series: SeriesAt, period: BillingPeriod) -> Iterator[BillingPeriod]:
+    """The tenant's periods from its first usage's up to `period`, oldest first."""
+    if not series.first_days:
+        return
+    calendar = series.calendar
+    earlier = calendar.period_of(min(series.first_days.values()))
+    while earlier.start < period.start:
+        yield earlier
+        earlier = calendar.period_of(earlier.end)
 
 
 # Period start -> each line's backtests, of the closed periods whose stored
@@ -224,26 +231,24 @@ async def kept_residuals(
     read model keeps: its rows are the answers to its inputs). None: none is."""
     before = series.unchanged_before
     observed = series.observed
-    if before is None or observed is None or not series.first_days:
+    if before is None or observed is None:
         return None
-    calendar = series.calendar
-    same: list[date] = []
-    earlier = calendar.period_of(min(series.first_days.values()))
-    while (
-        earlier.start < period.start
-        and earlier.end <= before
-        and earlier.closes_at <= observed
-    ):
-        same.append(earlier.start)
-        earlier = calendar.period_of(earlier.end)
+    same = [
+        p.start
+        for p in itertools.takewhile(
+            lambda p: p.end <= before and p.closes_at <= observed,
+            _periods_before(series, period),
+        )
+    ]
     if not same:
         return None
+    calendar = series.calendar
     d = default_calendar(calendar.tenant_id)
     cur = await conn.cursor(row_factory=tuple_row).execute(
         _KEPT_SQL,
         {
             "tenant": calendar.tenant_id,
-            "before": earlier.start,
+            "before": max(same) + timedelta(days=1),
             "tz": calendar.timezone,
             "anchor": calendar.anchor_day,
             "grace": calendar.grace_hours,
